@@ -1,0 +1,301 @@
+"""The benchmark cases, their targets, and how one case is run against one proxy.
+
+Owns: the table of cases (what load, which mode, which targets), the metric names, and the
+measurement of one (case, proxy) pair: start the proxy, check it answers, warm it up, measure
+CPU time, memory and wrk's figures, stop it.
+Knows nothing of report formats. Invariants: each (case, proxy) gets a fresh proxy process, stopped
+before the function returns; CPU time is counted over the measured wrk run only (not the warm-up);
+an unavailable proxy or a failed run is an `Outcome` with a reason, never an exception.
+"""
+
+from __future__ import annotations
+
+import json
+import select
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from benchmarks import wrk
+from benchmarks.procs import LOAD_CPU, Proc, Procs, StartError, cpu_seconds, open_fds, tree_kib
+from benchmarks.servers import (
+    BIG_BYTES,
+    BULK_BYTES,
+    SMALL_BODY,
+    UPLOAD_BYTES,
+    Backend,
+    Mode,
+    ProxyUnavailable,
+    PylbInfo,
+    backend_requests,
+    http_get,
+    start_proxy,
+)
+
+PROXIES = ("haproxy", "pylb")
+WARMUP_S = 1
+IDLE_SETTLE_S = 1.0
+IDLE_DEADLINE_S = 120.0
+MIB = 1024 * 1024
+
+# metric key -> column label. Ratios are pylb / HAProxy for each.
+METRICS: dict[str, str] = {
+    "req_s": "req/s",
+    "mib_s": "MiB/s",
+    "p50_ms": "p50 ms",
+    "p99_ms": "p99 ms",
+    "cpu_us_per_req": "CPU us/req",
+    "peak_rss_mib": "peak RSS MiB",
+    "kib_per_conn": "KiB/idle conn",
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """A goal for pylb on one metric: on the pylb/HAProxy ratio, or on pylb's own value."""
+
+    metric: str
+    op: Literal[">=", "<="]
+    value: float
+    absolute: bool = False
+
+    def describe(self) -> str:
+        if self.absolute:
+            return f"pylb {METRICS[self.metric]} {self.op} {self.value:g}"
+        return f"{METRICS[self.metric]} {self.op} {self.value:g}x"
+
+    def met(self, ratio: float | None, pylb_value: float | None) -> bool | None:
+        """Whether the target is met; None when there is nothing to judge."""
+        actual = pylb_value if self.absolute else ratio
+        if actual is None:
+            return None
+        return actual >= self.value if self.op == ">=" else actual <= self.value
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    mode: Mode
+    measures: str
+    path: str = "/"
+    connections: int = 50
+    headers: tuple[str, ...] = ()
+    upload_bytes: int = 0
+    idle_count: int = 0  # > 0: the idle-connections case instead of a wrk run
+    targets: tuple[Target, ...] = ()
+
+    @property
+    def response_bytes(self) -> int:
+        sizes = {"/": len(SMALL_BODY), "/big": BIG_BYTES, "/bulk": BULK_BYTES}
+        return sizes.get(self.path, 0)
+
+
+CASES: tuple[Case, ...] = (
+    Case(
+        "small_keepalive",
+        "http",
+        "100-byte responses over 50 keep-alive connections: per-request overhead",
+        targets=(Target("req_s", ">=", 0.5), Target("cpu_us_per_req", "<=", 2.0)),
+    ),
+    Case(
+        "small_close",
+        "http",
+        "100-byte responses, a new client connection per request (Connection: close)",
+        headers=("Connection: close",),
+        targets=(Target("req_s", ">=", 0.4),),
+    ),
+    Case(
+        "big_1mib",
+        "http",
+        "1 MiB responses over 16 keep-alive connections: body streaming throughput",
+        path="/big",
+        connections=16,
+        targets=(Target("mib_s", ">=", 0.8),),
+    ),
+    Case(
+        "upload_10mib",
+        "http",
+        "10 MiB POST bodies over 8 keep-alive connections: request body streaming",
+        path="/upload",
+        connections=8,
+        upload_bytes=UPLOAD_BYTES,
+    ),
+    Case(
+        "tcp_small",
+        "tcp",
+        "tcp mode, 100-byte HTTP responses over 50 long-lived connections: small relays",
+        targets=(Target("req_s", ">=", 0.85),),
+    ),
+    Case(
+        "tcp_bulk",
+        "tcp",
+        "tcp mode, 16 MiB HTTP responses over 16 long-lived connections: bulk relay",
+        path="/bulk",
+        connections=16,
+        targets=(Target("mib_s", ">=", 0.95),),
+    ),
+    Case(
+        "idle_10k",
+        "http",
+        "10,000 idle keep-alive client connections after one request each: memory per connection",
+        idle_count=10_000,
+        targets=(Target("kib_per_conn", "<=", 10.0, absolute=True),),
+    ),
+)
+CASES_BY_NAME = {case.name: case for case in CASES}
+
+
+@dataclass
+class Outcome:
+    """What one (case, proxy) run gave: metrics, or why there are none."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    info: dict[str, object] = field(default_factory=dict)
+    error: str | None = None
+    unavailable: str | None = None
+
+    def summary(self) -> str:
+        if self.unavailable:
+            return f"n/a ({self.unavailable})"
+        if self.error:
+            return f"ERROR {self.error.splitlines()[0]}"
+        return "  ".join(f"{METRICS[k]}={v:,.4g}" for k, v in self.metrics.items() if k in METRICS)
+
+
+@dataclass(frozen=True)
+class Bench:
+    """What every case needs: the started backends and where to put files."""
+
+    procs: Procs
+    tmp: Path
+    backends: list[Backend]
+    duration_s: int
+    pylb: PylbInfo
+
+
+def run_case(case: Case, proxy: str, bench: Bench) -> Outcome:
+    """Run `case` against a fresh `proxy`; never raises for a proxy's failure."""
+    try:
+        proc, port = start_proxy(bench.procs, bench.tmp, proxy, case.mode, bench.backends, bench.pylb)
+    except ProxyUnavailable as exc:
+        return Outcome(unavailable=str(exc))
+    except StartError as exc:
+        return Outcome(error=str(exc))
+    try:
+        _check_answers(case, port)
+        if case.idle_count:
+            return _measure_idle(case, proc, port, bench)
+        return _measure_wrk(case, proc, port, bench)
+    except (OSError, ValueError, wrk.WrkError, StartError) as exc:
+        return Outcome(error=f"{type(exc).__name__}: {exc}\nproxy log:\n{proc.log_tail()}")
+    finally:
+        bench.procs.stop(proc)
+
+
+def _check_answers(case: Case, port: int) -> None:
+    path = "/" if case.upload_bytes else case.path
+    status, body = http_get(port, path, timeout_s=30.0)
+    expected = len(SMALL_BODY) if path == "/" else case.response_bytes
+    if status != 200 or len(body) != expected:
+        raise ValueError(f"GET {path} through the proxy: status {status}, {len(body)} body bytes")
+
+
+def _wrk(case: Case, port: int, bench: Bench, duration_s: int) -> wrk.WrkResult:
+    script = None
+    if case.upload_bytes:
+        script = wrk.upload_script(bench.tmp / f"upload-{case.upload_bytes}.lua", case.upload_bytes)
+    url = f"http://127.0.0.1:{port}{case.path}"
+    return wrk.run(
+        url,
+        connections=case.connections,
+        duration_s=duration_s,
+        script=script,
+        headers=case.headers,
+    )
+
+
+def _measure_wrk(case: Case, proc: Proc, port: int, bench: Bench) -> Outcome:
+    _wrk(case, port, bench, WARMUP_S)
+    counts = [backend_requests(b) for b in bench.backends]
+    cpu = cpu_seconds(proc.pid)
+    result = _wrk(case, port, bench, bench.duration_s)
+    cpu = cpu_seconds(proc.pid) - cpu
+    if proc.popen.poll() is not None:
+        raise StartError(proc.name, f"exited with {proc.popen.returncode} during the run", None)
+    counts = [backend_requests(b) - n - 1 for b, n in zip(bench.backends, counts, strict=True)]
+    moved = result.bytes_read + result.requests * case.upload_bytes
+    metrics = {
+        "req_s": result.req_s,
+        "mib_s": moved / result.duration_s / MIB,
+        "p50_ms": result.latency_ms[50],
+        "p99_ms": result.latency_ms[99],
+        "cpu_us_per_req": cpu / max(result.requests, 1) * 1e6,
+        "peak_rss_mib": tree_kib(proc.pid, "VmHWM") / 1024,
+        "errors": float(result.errors),
+    }
+    info: dict[str, object] = {
+        "requests": result.requests,
+        "duration_s": result.duration_s,
+        "cpu_s": cpu,
+        "socket_errors": result.socket_errors,
+        "non_2xx_3xx": result.non_2xx_3xx,
+        "backend_requests": counts,
+        "latency_ms": result.latency_ms,
+    }
+    return Outcome(metrics, info)
+
+
+def _read_json_line(proc: Proc, timeout_s: float) -> dict[str, float]:
+    stdout = proc.popen.stdout
+    assert stdout is not None
+    ready, _, _ = select.select([stdout], [], [], timeout_s)
+    line = stdout.readline() if ready else b""
+    if not line:
+        raise StartError(proc.name, f"no report within {timeout_s:.0f}s:\n{proc.log_tail()}", None)
+    data: dict[str, float] = json.loads(line)
+    return data
+
+
+def _measure_idle(case: Case, proc: Proc, port: int, bench: Bench) -> Outcome:
+    _wrk(case, port, bench, WARMUP_S)
+    time.sleep(IDLE_SETTLE_S)
+    rss_before = tree_kib(proc.pid, "VmRSS")
+    cpu = cpu_seconds(proc.pid)
+    script = Path(__file__).with_name("idle_clients.py")
+    argv = [sys.executable, str(script), "--port", str(port), "--count", str(case.idle_count)]
+    argv += ["--deadline-s", str(IDLE_DEADLINE_S - 10)]
+    clients = bench.procs.start(
+        "idle-clients", argv, LOAD_CPU, stdin=subprocess.PIPE, capture_stdout=True
+    )
+    try:
+        opened = _read_json_line(clients, IDLE_DEADLINE_S)
+        time.sleep(IDLE_SETTLE_S)
+        rss_after = tree_kib(proc.pid, "VmRSS")
+        cpu = cpu_seconds(proc.pid) - cpu
+        fds = open_fds(proc.pid)
+        assert clients.popen.stdin is not None
+        clients.popen.stdin.write(b"done\n")
+        clients.popen.stdin.flush()
+        held = _read_json_line(clients, 30.0)
+    finally:
+        bench.procs.stop(clients)
+    ok = int(opened["ok"])
+    metrics = {
+        "cpu_us_per_req": cpu / max(ok, 1) * 1e6,
+        "peak_rss_mib": tree_kib(proc.pid, "VmHWM") / 1024,
+        "kib_per_conn": (rss_after - rss_before) / max(ok, 1),
+        "errors": float(opened["failed"]),
+    }
+    info: dict[str, object] = {
+        **opened,
+        **held,
+        "rss_before_kib": rss_before,
+        "rss_after_kib": rss_after,
+        "proxy_open_fds": fds,
+    }
+    if held["still_open"] < ok:
+        info["note"] = f"the proxy closed {ok - int(held['still_open'])} idle connections"
+    return Outcome(metrics, info)

@@ -1,0 +1,225 @@
+"""Turning the outcomes of a run into ratios, target verdicts, JSON, Markdown and a plot.
+
+Owns: the pylb/HAProxy ratio of every metric, the met / not met verdict of every target, and the
+files in the results directory: `run-YYYYmmdd-HHMMSS.json` (one per run), `latest.json`,
+`latest.md` and `latest.png`.
+Knows nothing of processes or wrk. Invariants: a missing figure (proxy unavailable, run failed)
+is shown as "n/a" and judged "not measured", never as zero and never as met.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from benchmarks.cases import METRICS, Case, Outcome, Target
+
+BASE, CANDIDATE = "haproxy", "pylb"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    target: Target
+    ratio: float | None
+    pylb: float | None
+    met: bool | None
+
+    @property
+    def text(self) -> str:
+        return {True: "met", False: "**not met**", None: "not measured"}[self.met]
+
+
+@dataclass(frozen=True)
+class CaseReport:
+    """One case's outcomes side by side, with the ratios and target verdicts drawn from them."""
+
+    case: Case
+    results: dict[str, Outcome]
+
+    def value(self, proxy: str, key: str) -> float | None:
+        outcome = self.results.get(proxy)
+        if outcome is None or outcome.error or outcome.unavailable:
+            return None
+        return outcome.metrics.get(key)
+
+    @property
+    def ratios(self) -> dict[str, float]:
+        """pylb / HAProxy for every metric both have (where HAProxy's is not zero)."""
+        out = {}
+        for key in METRICS:
+            base, cand = self.value(BASE, key), self.value(CANDIDATE, key)
+            if base is not None and base > 0 and cand is not None:
+                out[key] = cand / base
+        return out
+
+    @property
+    def verdicts(self) -> list[Verdict]:
+        ratios = self.ratios
+        verdicts = []
+        for target in self.case.targets:
+            ratio, pylb = ratios.get(target.metric), self.value(CANDIDATE, target.metric)
+            verdicts.append(Verdict(target, ratio, pylb, target.met(ratio, pylb)))
+        return verdicts
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "case": asdict(self.case),
+            "results": {proxy: asdict(outcome) for proxy, outcome in self.results.items()},
+            "ratios": self.ratios,
+            "targets": [
+                {**asdict(v.target), "describe": v.target.describe(), "ratio": v.ratio,
+                 "pylb": v.pylb, "met": v.met}
+                for v in self.verdicts
+            ],
+        }
+
+
+def fmt(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "n/a"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.3g}"
+
+
+def fmt_ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def markdown(run: dict[str, object], reports: list[CaseReport]) -> str:
+    """The Markdown report: the targets table, then every figure of every case, then notes."""
+    lines = [
+        "# pylb vs HAProxy: side-by-side benchmark",
+        "",
+        f"Run {run['started']}; {run['duration_s']} s per measurement; `{run['command']}`.",
+        f"Environment: {run['environment']}.",
+        "",
+        "## Targets",
+        "",
+        _row(["case", "target", "HAProxy", "pylb", "pylb/HAProxy", "result"]),
+        "|---|---|---:|---:|---:|---|",
+    ]
+    for rep in reports:
+        for v in rep.verdicts:
+            base = fmt(rep.value(BASE, v.target.metric))
+            lines.append(_row([rep.case.name, v.target.describe(), base, fmt(v.pylb),
+                               fmt_ratio(v.ratio), v.text]))
+    header = ["case", "proxy", *METRICS.values(), "errors"]
+    lines += ["", "## All figures", "", "Ratios are pylb / HAProxy.", ""]
+    lines += [_row(header), "|---|---|" + "---:|" * (len(header) - 2)]
+    for rep in reports:
+        lines += _figure_rows(rep)
+    lines += ["", "## Notes", ""]
+    lines += _notes(reports) or ["None."]
+    lines += ["", "## Cases", ""]
+    lines += [f"- `{r.case.name}` ({r.case.mode} mode): {r.case.measures}" for r in reports]
+    return "\n".join(lines) + "\n"
+
+
+def _figure_rows(rep: CaseReport) -> list[str]:
+    rows = []
+    for proxy in (BASE, CANDIDATE):
+        if proxy in rep.results:
+            cells = [fmt(rep.value(proxy, key)) for key in (*METRICS, "errors")]
+            rows.append(_row([rep.case.name, proxy, *cells]))
+    ratios = rep.ratios
+    if ratios:
+        rows.append(_row(["", "*ratio*", *(fmt_ratio(ratios.get(k)) for k in METRICS), ""]))
+    return rows
+
+
+def _notes(reports: list[CaseReport]) -> list[str]:
+    notes = []
+    for rep in reports:
+        for proxy, outcome in rep.results.items():
+            where = f"- `{rep.case.name}` {proxy}:"
+            if outcome.unavailable:
+                notes.append(f"{where} {outcome.unavailable}")
+            if outcome.error:
+                notes.append(f"{where} error: {outcome.error.splitlines()[0]}")
+            if outcome.info.get("note"):
+                notes.append(f"{where} {outcome.info['note']}")
+            split = outcome.info.get("backend_requests")
+            if isinstance(split, list) and sum(split) > 0 and min(split) < 0.2 * sum(split):
+                notes.append(f"{where} uneven backend split {split}")
+            if outcome.metrics.get("errors"):
+                notes.append(f"{where} {outcome.metrics['errors']:.0f} errors (see JSON)")
+    return notes
+
+
+def plot(reports: list[CaseReport], path: Path) -> None:
+    """Bar chart of the pylb/HAProxy ratios per case (log scale), each target a red mark."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(12, 5.5))
+    keys = list(METRICS)
+    width = 0.8 / len(keys)
+    colors = [f"C{k}" for k in range(len(keys))]
+    labelled: set[str] = set()
+    levels: list[float] = [1.0]
+    for index, rep in enumerate(reports):
+        ratios = rep.ratios
+        for k, key in enumerate(keys):
+            if key in ratios:
+                label = None if key in labelled else METRICS[key]
+                labelled.add(key)
+                ax.bar(index - 0.4 + (k + 0.5) * width, ratios[key], width, color=colors[k],
+                       label=label)
+                levels.append(ratios[key])
+        for v in rep.verdicts:
+            level = _target_level(rep, v.target)
+            if level is None:
+                continue
+            levels.append(level)
+            x = index - 0.4 + (keys.index(v.target.metric) + 0.5) * width
+            ax.hlines(level, x - 0.1, x + 0.1, colors="red", linewidth=2.5)
+            ax.annotate(v.target.describe(), (x, level), textcoords="offset points",
+                        xytext=(0, 4), ha="center", fontsize=7, color="red")
+    ax.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
+    ax.set_xticks(range(len(reports)), [r.case.name for r in reports], rotation=15)
+    ax.set_yscale("log")
+    positive = [level for level in levels if level > 0]
+    ax.set_ylim(min(0.1, min(positive) / 2), max(10.0, max(positive) * 2))
+    ax.set_ylabel("pylb / HAProxy (log scale)")
+    ax.set_title("pylb vs HAProxy per case (red marks: targets)")
+    if labelled:
+        ax.legend(fontsize=8, ncols=4, loc="upper left")
+    else:
+        ax.text(0.5, 0.5, "no pylb figures to compare yet", transform=ax.transAxes,
+                ha="center")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _target_level(rep: CaseReport, target: Target) -> float | None:
+    """A target on the ratio axis; an absolute one is divided by HAProxy's figure."""
+    if not target.absolute:
+        return target.value
+    base = rep.value(BASE, target.metric)
+    return target.value / base if base is not None and base > 0 else None
+
+
+def write(run: dict[str, object], reports: list[CaseReport], out: Path) -> list[Path]:
+    """Write the run's JSON (timestamped, and latest), Markdown and plot; return the paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    document = {**run, "cases": [rep.to_json() for rep in reports]}
+    text = json.dumps(document, indent=2, default=str) + "\n"
+    stamp = str(run["stamp"])
+    paths = [out / f"run-{stamp}.json", out / "latest.json", out / "latest.md", out / "latest.png"]
+    paths[0].write_text(text)
+    paths[1].write_text(text)
+    paths[2].write_text(markdown(run, reports))
+    plot(reports, paths[3])
+    return paths

@@ -1,0 +1,35 @@
+"""pylb: a pure-Python load balancer for containers, without a config file.
+
+This module only re-exports the public API; ``tests/test_exports.py`` pins it.
+"""
+
+from pylb.api import open_balancer
+from pylb.config import Bind, Config
+from pylb.core.errors import ConfigError, ProxyError
+from pylb.core.models import Backend, Service, Snapshot
+from pylb.core.pool import Pool, SwapResult
+from pylb.core.timeouts import Timeouts
+from pylb.net.httpproxy import RequestRecord
+from pylb.net.server import Balancer, BindError, BoundAddress, serve
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Backend",
+    "Balancer",
+    "Bind",
+    "BindError",
+    "BoundAddress",
+    "Config",
+    "ConfigError",
+    "Pool",
+    "ProxyError",
+    "RequestRecord",
+    "Service",
+    "Snapshot",
+    "SwapResult",
+    "Timeouts",
+    "__version__",
+    "open_balancer",
+    "serve",
+]

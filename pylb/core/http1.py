@@ -1,0 +1,259 @@
+"""HTTP/1.1 message heads: a strict, narrow parser with h11 as the reference.
+
+Owns: turning the bytes of a request or response head into a ``Head`` and
+deciding its body framing; the limits on head size, header count and URL.
+Must not know: sockets, routing or what the proxy does with a head.
+
+The fast path is two C-level regex passes over the head (RFC 9112 grammar,
+no obs-fold, no bare CR/LF, no control bytes). Heads it does not take are
+handed to h11: when h11 rejects them too, its reason goes into the 400;
+when h11 would accept something pylb's policy forbids (obs-fold, control
+bytes, HTTP/1.2...), pylb still answers 400. Framing headers that are valid
+but not canonical (``Content-Length: 5, 5``, ``Transfer-Encoding: Chunked``)
+are interpreted by h11. So the fast path never accepts what h11 rejects,
+and a differential test holds the two to agreeing on what both accept.
+"""
+
+from __future__ import annotations
+
+import re
+
+import h11
+
+from pylb.core.errors import BadGateway, BadRequest, HeadTooLarge, ProxyError, UriTooLong
+
+MAX_HEAD = 16 * 1024
+MAX_HEADERS = 100
+MAX_URL = 8 * 1024
+
+_TOKEN = rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+"
+_VALUE = rb"[\x21-\x7e\x80-\xff](?:[ \t\x21-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?"
+_FIELD = rb"(" + _TOKEN + rb"):[ \t]*(" + _VALUE + rb")?[ \t]*\r\n"
+_FIELDS_RE = re.compile(rb"(?:" + _FIELD + rb")*")
+_FIELD_RE = re.compile(_FIELD)
+_REQUEST_LINE_RE = re.compile(rb"(" + _TOKEN + rb") ([\x21-\x7e]+) HTTP/1\.([01])\r\n")
+_STATUS_LINE_RE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: [ \t\x21-\x7e\x80-\xff]*)?\r\n")
+
+# Headers that pylb must remove or rewrite before forwarding (hop-by-hop,
+# and forwarding headers that a client must not be able to spoof).
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"te",
+        b"trailer",
+        b"upgrade",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+    }
+)
+SPOOFABLE = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-port", b"x-forwarded-host"})
+_REWRITE = HOP_BY_HOP | SPOOFABLE
+
+NO_BODY, LENGTH, CHUNKED, UNTIL_CLOSE = 0, 1, 2, 3
+
+
+class Head:
+    """A parsed head. ``raw`` is the head exactly as received (CRLF CRLF
+    included); ``fields`` are (name, value) pairs as sent, in order."""
+
+    __slots__ = (
+        "connection",
+        "expect_continue",
+        "fields",
+        "framing",
+        "host",
+        "keep_alive",
+        "length",
+        "method",
+        "minor",
+        "needs_rewrite",
+        "raw",
+        "status",
+        "target",
+    )
+
+    def __init__(self) -> None:
+        self.raw = b""
+        self.method = b""
+        self.target = b""
+        self.minor = 1
+        self.status = 0
+        self.fields: list[tuple[bytes, bytes]] = []
+        self.framing = NO_BODY
+        self.length = 0
+        self.keep_alive = True
+        self.host: bytes | None = None
+        self.connection: frozenset[bytes] = frozenset()
+        self.needs_rewrite = False
+        self.expect_continue = False
+
+    def get(self, name: bytes) -> list[bytes]:
+        """Every value of header ``name`` (lowercase), in order."""
+        return [v for n, v in self.fields if n.lower() == name]
+
+    def __repr__(self) -> str:
+        first = f"{self.status}" if self.status else f"{self.method.decode()} {self.target[:60]!r}"
+        return f"<Head {first} HTTP/1.{self.minor} framing={self.framing} length={self.length}>"
+
+
+def find_head_end(buf: bytes | bytearray, error: type[ProxyError] = HeadTooLarge) -> int:
+    """Index just past the head's CRLF CRLF, or -1 when more bytes are needed.
+
+    Raises when the head cannot end well: too large, or a bare LF that a
+    strict parser would never see terminated."""
+    end = buf.find(b"\r\n\r\n")
+    if end >= 0:
+        if end + 4 > MAX_HEAD:
+            raise error(f"request head larger than {MAX_HEAD} bytes")
+        return end + 4
+    if len(buf) > MAX_HEAD:
+        raise error(f"request head larger than {MAX_HEAD} bytes")
+    if b"\n\n" in buf or b"\n\r\n" in buf:
+        raise (
+            BadRequest("bare LF line ending in head")
+            if error is HeadTooLarge
+            else BadGateway("bare LF in response head")
+        )
+    return -1
+
+
+def parse_request(raw: bytes) -> Head:
+    """Parse a complete request head (as delimited by ``find_head_end``)."""
+    match = _REQUEST_LINE_RE.match(raw)
+    if match is None:
+        if len(raw) > MAX_URL and raw.find(b" ", raw.find(b" ") + 1) > MAX_URL:
+            raise UriTooLong(f"request target longer than {MAX_URL} bytes")
+        raise BadRequest(_h11_verdict(raw, h11.SERVER, "illegal request line"))
+    head = Head()
+    head.raw = raw
+    head.method, head.target, minor = match.groups()
+    if len(head.target) > MAX_URL:
+        raise UriTooLong(f"request target longer than {MAX_URL} bytes")
+    head.minor = minor[0] - 48
+    _parse_fields(head, raw, match.end(), BadRequest)
+    _request_framing(head)
+    return head
+
+
+def parse_response(raw: bytes, method: bytes) -> Head:
+    """Parse a complete response head to a request with ``method``."""
+    match = _STATUS_LINE_RE.match(raw)
+    if match is None:
+        raise BadGateway("backend sent an invalid status line")
+    head = Head()
+    head.raw = raw
+    minor, status = match.groups()
+    head.minor = minor[0] - 48
+    head.status = int(status)
+    head.method = method
+    _parse_fields(head, raw, match.end(), BadGateway)
+    _response_framing(head, method)
+    return head
+
+
+def _parse_fields(head: Head, raw: bytes, start: int, error: type[ProxyError]) -> None:
+    block_end = len(raw) - 2
+    if _FIELDS_RE.match(raw, start, block_end).end() != block_end:  # type: ignore[union-attr]
+        if error is BadGateway:
+            raise BadGateway("backend sent an invalid header line")
+        raise BadRequest(_h11_verdict(raw, h11.SERVER, "invalid header line"))
+    fields = _FIELD_RE.findall(raw, start, block_end)
+    if len(fields) > MAX_HEADERS:
+        raise HeadTooLarge(f"more than {MAX_HEADERS} header lines")
+    head.fields = [(n, v) for n, v in fields]
+    connection: set[bytes] = set()
+    cl: list[bytes] = []
+    te: list[bytes] = []
+    for name, value in head.fields:
+        lname = name.lower()
+        if lname in _REWRITE:
+            head.needs_rewrite = True
+            if lname == b"connection":
+                connection.update(t.strip().lower() for t in value.split(b","))
+        if lname == b"content-length":
+            cl.append(value)
+        elif lname == b"transfer-encoding":
+            te.append(value)
+        elif lname == b"host":
+            if head.host is not None:
+                raise error("two Host headers")
+            head.host = value
+        elif lname == b"expect" and value.lower() == b"100-continue":
+            head.expect_continue = True
+    head.connection = frozenset(connection)
+    if head.minor == 1:
+        head.keep_alive = b"close" not in connection
+    else:
+        head.keep_alive = b"keep-alive" in connection
+    _framing_headers(head, cl, te, error)
+
+
+def _framing_headers(head: Head, cl: list[bytes], te: list[bytes], error: type[ProxyError]) -> None:
+    if te:
+        if cl:
+            raise error("both Content-Length and Transfer-Encoding")
+        if te != [b"chunked"]:
+            _te_via_h11(te, error)
+        head.framing = CHUNKED
+    elif cl:
+        if len(cl) == 1 and cl[0].isdigit() and cl[0].isascii() and len(cl[0]) <= 18:
+            head.framing, head.length = LENGTH, int(cl[0])
+        else:
+            head.framing, head.length = LENGTH, _cl_via_h11(cl, error)
+    else:
+        head.framing = -1  # decided by the message kind
+
+
+def _te_via_h11(te: list[bytes], error: type[ProxyError]) -> None:
+    # h11 accepts exactly one coding, "chunked", in any case: the same rule
+    # as RFC 9112 for a proxy that does not decode transfer codings.
+    values = [v.strip().lower() for t in te for v in t.split(b",")]
+    if values != [b"chunked"]:
+        raise error(f"unsupported Transfer-Encoding {b', '.join(te).decode('latin-1')!r} (only chunked)")
+
+
+def _cl_via_h11(cl: list[bytes], error: type[ProxyError]) -> int:
+    values = {v.strip() for c in cl for v in c.split(b",")}
+    if len(values) != 1:
+        raise error("conflicting Content-Length values")
+    (value,) = values
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
+        raise error(f"malformed Content-Length {value[:40].decode('latin-1')!r}")
+    return int(value)
+
+
+def _request_framing(head: Head) -> None:
+    if head.framing == -1:
+        head.framing = NO_BODY
+    if head.minor == 1 and head.host is None:
+        raise BadRequest("HTTP/1.1 request without a Host header")
+
+
+def _response_framing(head: Head, method: bytes) -> None:
+    status = head.status
+    if status < 200 or status in (204, 304) or method == b"HEAD":
+        head.framing, head.length = NO_BODY, 0
+    elif head.framing == -1:
+        head.framing = UNTIL_CLOSE
+        head.keep_alive = False
+    if 200 <= status < 300 and method == b"CONNECT":
+        raise BadGateway("CONNECT is not proxied")
+
+
+def _h11_verdict(raw: bytes, role: type[h11.SERVER], fallback: str) -> str:
+    """Why h11 rejects this head, or why pylb does when h11 would take it."""
+    conn = h11.Connection(role)
+    conn.receive_data(raw)
+    try:
+        conn.next_event()
+    except h11.RemoteProtocolError as exc:
+        return str(exc)
+    if b"\n " in raw or b"\n\t" in raw:
+        return "obsolete line folding (obs-fold) in header"
+    if re.search(rb"[\x00-\x08\x0a-\x1f\x7f]", raw.replace(b"\r\n", b"")):
+        return "control character in head"
+    if re.match(rb"[^ ]+ [^ ]+ HTTP/", raw) and not raw.startswith(b"HTTP") and b"HTTP/1." not in raw[: MAX_URL + 64]:
+        return "unsupported HTTP version"
+    return fallback

@@ -1,0 +1,143 @@
+"""The world as discovery sees it: backends, services, routes and snapshots.
+
+Owns: immutable, comparable value objects and their parsing from user text.
+Must not know: connections, counters, time. Live per-backend state belongs
+to ``pylb.core.pool``; a Snapshot only says *what* exists.
+
+Invariants: every object is frozen and hashable; a Snapshot's services have
+unique names and every route points at one of them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from pylb.core.errors import ConfigError
+
+BALANCE_ALGORITHMS = ("roundrobin", "leastconn")
+DEFAULT_SERVICE = "default"
+
+
+def parse_port(text: str, what: str) -> int:
+    """A TCP port number 0-65535, or ConfigError naming ``what``."""
+    if not text.isascii() or not text.isdigit() or int(text) > 65535:
+        raise ConfigError(f"{what}: port {text!r} is not a number from 0 to 65535")
+    return int(text)
+
+
+def split_host_port(text: str, what: str) -> tuple[str, int]:
+    """Split ``HOST:PORT`` or ``[V6]:PORT``; the host may be a name or an IP."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise ConfigError(f"{what}: {text!r} is not HOST:PORT (example: 127.0.0.1:8080)")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ConfigError(f"{what}: {host!r} is not an IPv6 address") from None
+    elif ":" in host or not _is_hostname(host):
+        raise ConfigError(f"{what}: {host!r} is not a host name or IP address")
+    return host, parse_port(port, what)
+
+
+def _is_hostname(host: str) -> bool:
+    if not host.isascii() or len(host) > 253:
+        return False
+    labels = host.rstrip(".").split(".")
+    return all(
+        0 < len(label) <= 63 and label[0] != "-" and label[-1] != "-" and all(c.isalnum() or c in "-_" for c in label)
+        for label in labels
+    )
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Backend:
+    """One server that takes requests: an address and a weight (1-256)."""
+
+    host: str
+    port: int
+    weight: int = 1
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """What identifies a backend across snapshots (the weight may change)."""
+        return (self.host, self.port)
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @classmethod
+    def parse(cls, text: str, what: str = "--backend") -> Backend:
+        """Parse ``HOST:PORT[,weight=N]``."""
+        address, *options = text.strip().split(",")
+        host, port = split_host_port(address, what)
+        if port == 0:
+            raise ConfigError(f"{what}: {text!r} needs a port other than 0")
+        weight = 1
+        for option in options:
+            name, _, value = option.partition("=")
+            if name.strip() != "weight":
+                raise ConfigError(f"{what}: unknown option {name.strip()!r} in {text!r} (known: weight=N)")
+            weight = parse_weight(value.strip(), what)
+        return cls(host, port, weight)
+
+
+def parse_weight(text: str, what: str) -> int:
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 256:
+        raise ConfigError(f"{what}: weight {text!r} must be a whole number from 1 to 256")
+    return int(text)
+
+
+def parse_balance(text: str, what: str = "--balance") -> str:
+    value = text.strip().lower()
+    if value not in BALANCE_ALGORITHMS:
+        raise ConfigError(f"{what}: unknown algorithm {text!r} (use one of: {', '.join(BALANCE_ALGORITHMS)})")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """A named set of interchangeable backends and how to choose among them."""
+
+    name: str
+    backends: tuple[Backend, ...] = ()
+    balance: str = "roundrobin"
+
+    def __post_init__(self) -> None:
+        parse_balance(self.balance, f"service {self.name!r}")
+        keys = [b.key for b in self.backends]
+        if len(keys) != len(set(keys)):
+            raise ConfigError(f"service {self.name!r}: a backend is listed twice")
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything the data plane needs to route a request, frozen.
+
+    ``default`` names the service that takes requests no route matches.
+    """
+
+    services: tuple[Service, ...] = ()
+    default: str | None = None
+    version: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        names = [s.name for s in self.services]
+        if len(names) != len(set(names)):
+            raise ConfigError("snapshot: two services share a name")
+        if self.default is not None and self.default not in names:
+            raise ConfigError(f"snapshot: default service {self.default!r} does not exist")
+
+    def service(self, name: str) -> Service | None:
+        for service in self.services:
+            if service.name == name:
+                return service
+        return None
+
+    @classmethod
+    def of_backends(cls, backends: tuple[Backend, ...] | list[Backend], balance: str = "roundrobin") -> Snapshot:
+        """The simplest world: one default service with these backends."""
+        return cls((Service(DEFAULT_SERVICE, tuple(backends), balance),), DEFAULT_SERVICE)

@@ -1,0 +1,95 @@
+"""HTTP policy: what pylb changes in messages it forwards, and its own answers.
+
+Owns: hop-by-hop stripping, the X-Forwarded-* headers, the Connection header
+toward the client, and the small error pages. Must not know: sockets or
+routing. Pure functions from a ``Head`` and facts to bytes.
+"""
+
+from __future__ import annotations
+
+import html
+
+from pylb.core.http1 import HOP_BY_HOP, SPOOFABLE, Head
+
+_SERVER = b"pylb"
+
+
+def forwarded_suffix(client_ip: str, proto: str, port: int) -> bytes:
+    """The X-Forwarded-* lines that are the same for every request on one
+    client connection; computed once per connection."""
+    return (
+        b"X-Forwarded-For: "
+        + client_ip.encode()
+        + b"\r\nX-Forwarded-Proto: "
+        + proto.encode()
+        + b"\r\nX-Forwarded-Port: "
+        + str(port).encode()
+        + b"\r\n"
+    )
+
+
+def request_head_out(head: Head, suffix: bytes, client_ip: bytes, upgrade: bool = False) -> bytes:
+    """The head to send to the backend: the client's head without hop-by-hop
+    and spoofable headers, plus X-Forwarded-For (appended to what the client
+    sent), -Proto, -Port and -Host. Unchanged lines keep their bytes."""
+    host = b"X-Forwarded-Host: " + head.host + b"\r\n" if head.host is not None else b""
+    if not head.needs_rewrite:
+        return head.raw[:-2] + suffix + host + b"\r\n"
+    drop = HOP_BY_HOP | head.connection
+    keep_upgrade = upgrade and b"upgrade" in head.connection
+    lines = [head.raw[: head.raw.index(b"\r\n") + 2]]
+    prior_xff: list[bytes] = []
+    for name, value in head.fields:
+        lname = name.lower()
+        if lname == b"x-forwarded-for":
+            prior_xff.append(value)
+        elif lname in SPOOFABLE or (lname in drop and not (keep_upgrade and lname == b"upgrade")):
+            continue
+        else:
+            lines.append(name + b": " + value + b"\r\n")
+    if keep_upgrade:
+        lines.append(b"Connection: upgrade\r\n")
+    if prior_xff:
+        lines.append(b"X-Forwarded-For: " + b", ".join([*prior_xff, client_ip]) + b"\r\n")
+        suffix = suffix[suffix.index(b"\r\n") + 2 :]
+    lines += (suffix, host, b"\r\n")
+    return b"".join(lines)
+
+
+def response_head_out(head: Head, client_minor: int, keep_alive: bool) -> bytes:
+    """The head to send to the client: hop-by-hop headers stripped and the
+    Connection header saying whether this client connection stays open."""
+    if not head.needs_rewrite and keep_alive and client_minor == 1:
+        return head.raw
+    drop = HOP_BY_HOP | head.connection
+    lines = [head.raw[: head.raw.index(b"\r\n") + 2]]
+    switching = head.status == 101
+    for name, value in head.fields:
+        lname = name.lower()
+        if lname in drop and not (switching and lname == b"upgrade"):
+            continue
+        lines.append(name + b": " + value + b"\r\n")
+    if switching:
+        lines.append(b"Connection: upgrade\r\n")
+    elif not keep_alive:
+        lines.append(b"Connection: close\r\n")
+    elif client_minor == 0:
+        lines.append(b"Connection: keep-alive\r\n")
+    lines.append(b"\r\n")
+    return b"".join(lines)
+
+
+def error_response(status: int, reason: str, detail: str, keep_alive: bool = False, head_only: bool = False) -> bytes:
+    """pylb's own answer: a small HTML page naming what went wrong.
+
+    ``detail`` is HTML-escaped (it may echo a Host header)."""
+    body = (
+        f"<html><head><title>{status} {reason}</title></head><body><h1>{status} {reason}</h1>"
+        f"<p>{html.escape(detail)}</p><hr><address>pylb</address></body></html>\n"
+    ).encode()
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/html; charset=utf-8\r\n"
+        f"Content-Length: {len(body)}\r\nCache-Control: no-store\r\n"
+        f"Connection: {'keep-alive' if keep_alive else 'close'}\r\nServer: pylb\r\n\r\n"
+    ).encode()
+    return head if head_only else head + body

@@ -1,0 +1,120 @@
+"""The pool: the current snapshot plus live counters, swapped atomically.
+
+Owns: which backends take new requests right now, per service, and their
+in-flight counts; the draining set of backends that left the snapshot.
+Must not know: sockets, connection reuse (``pylb.net.upstream``) or where
+snapshots come from (``pylb.discovery``).
+
+Invariants:
+- ``swap()`` is synchronous and atomic: once it returns, no ``acquire()``
+  returns a backend that the new snapshot lacks.
+- Every ``acquire()`` is paired with exactly one ``release()``; counters never
+  go negative, and a draining backend is forgotten when its last request ends.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from pylb.core.balancer import Balancer, make_balancer
+from pylb.core.errors import NoBackend
+from pylb.core.models import Backend, Snapshot
+from pylb.core.state import BackendState
+
+
+class SwapResult(NamedTuple):
+    added: tuple[Backend, ...]
+    removed: tuple[Backend, ...]
+
+
+class Pool:
+    """Hot-swappable backends. Create empty (``Pool()``, answering 503 until
+    the first snapshot) or with a snapshot; ``swap()`` to change the world."""
+
+    def __init__(self, snapshot: Snapshot | None = None) -> None:
+        self._snapshot: Snapshot | None = None
+        self._live: dict[tuple[str, int], BackendState] = {}
+        self._draining: dict[tuple[str, int], BackendState] = {}
+        self._balancers: dict[str, Balancer] = {}
+        self._swaps = 0
+        if snapshot is not None:
+            self.swap(snapshot)
+
+    @property
+    def snapshot(self) -> Snapshot | None:
+        return self._snapshot
+
+    def swap(self, snapshot: Snapshot) -> SwapResult:
+        """Make ``snapshot`` the world; return the backends added and removed.
+
+        Removed backends drain: requests in flight finish, none start."""
+        old = self._live
+        live: dict[tuple[str, int], BackendState] = {}
+        for service in snapshot.services:
+            for backend in service.backends:
+                state = live.get(backend.key) or old.get(backend.key) or self._draining.pop(backend.key, None)
+                if state is None:
+                    state = BackendState(backend)
+                state.backend = backend
+                state.draining = False
+                live[backend.key] = state
+        removed = [state for key, state in old.items() if key not in live]
+        for state in removed:
+            state.draining = True
+            if state.in_flight:
+                self._draining[state.backend.key] = state
+        self._balancers = {
+            s.name: make_balancer(s.balance, [live[b.key] for b in s.backends]) for s in snapshot.services
+        }
+        self._live = live
+        self._snapshot = snapshot
+        self._swaps += 1
+        added = tuple(s.backend for key, s in live.items() if key not in old)
+        return SwapResult(added, tuple(s.backend for s in removed))
+
+    def acquire(self, service: str | None = None) -> BackendState:
+        """Choose a backend of ``service`` (default: the snapshot's default
+        service) and count one request in flight on it. Raises NoBackend."""
+        snapshot = self._snapshot
+        if snapshot is None:
+            raise NoBackend("no backends yet: waiting for the first discovery listing")
+        name = service if service is not None else snapshot.default
+        balancer = self._balancers.get(name) if name is not None else None
+        if balancer is None:
+            raise NoBackend("no service takes this request")
+        state = balancer.pick()
+        if state is None:
+            raise NoBackend(f"service {name!r} has no backend up")
+        state.in_flight += 1
+        state.requests += 1
+        return state
+
+    def release(self, state: BackendState, failed: bool = False) -> None:
+        """End one request on ``state``; count it as failed if ``failed``."""
+        if state.in_flight > 0:
+            state.in_flight -= 1
+        if failed:
+            state.failures += 1
+        if state.draining and state.in_flight == 0:
+            self._draining.pop(state.backend.key, None)
+
+    def is_live(self, backend: Backend) -> bool:
+        """Whether connections to ``backend`` are worth keeping for reuse."""
+        return backend.key in self._live
+
+    def states(self) -> list[BackendState]:
+        return [*self._live.values(), *self._draining.values()]
+
+    def statistics(self) -> dict[str, object]:
+        return {
+            "swaps": self._swaps,
+            "backends": [s.statistics() for s in self._live.values()],
+            "draining": [s.statistics() for s in self._draining.values()],
+            "in_flight": sum(s.in_flight for s in self.states()),
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"<Pool services={len(self._balancers)} live={len(self._live)} "
+            f"draining={len(self._draining)} swaps={self._swaps}>"
+        )

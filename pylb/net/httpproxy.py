@@ -1,0 +1,490 @@
+"""The HTTP/1.1 proxy loop: one client connection, many requests.
+
+Owns: reading request heads, forwarding each request to a backend chosen
+for it alone, relaying the response (streamed, with backpressure), the
+per-phase timeouts, and turning pylb errors into responses, once, here.
+Must not know: how backends are discovered or how the pool picks them.
+
+Per request on the fast path: one receive from the client, one send to the
+backend (head and buffered body coalesced), one receive from the backend,
+one send to the client (head and buffered body coalesced); no task spawned
+unless a request body has to be streamed while the response is read.
+
+Invariants: a backend connection goes back to the upstream pool only after
+a response that ended cleanly with no stray bytes; a response cut short is
+never made to look complete to the client (the connection is reset).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import trio
+
+from pylb.core.errors import BadGateway, BadRequest, GatewayTimeout, NoBackend, ProxyError
+from pylb.core.framing import ChunkedScanner
+from pylb.core.http1 import CHUNKED, LENGTH, NO_BODY, UNTIL_CLOSE, Head, find_head_end, parse_request, parse_response
+from pylb.core.models import Backend
+from pylb.core.policy import error_response, forwarded_suffix, request_head_out, response_head_out
+from pylb.core.pool import Pool
+from pylb.core.timeouts import Timeouts
+from pylb.net.stream import RECEIVE_SIZE, FastStream
+from pylb.net.upstream import Upstream, UpstreamConn
+
+_BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError)
+
+
+class Phase(enum.IntEnum):
+    IDLE = 0
+    REQUEST_HEAD = 1
+    FORWARD = 2
+    RESPONSE_HEAD = 3
+    RESPONSE_BODY = 4
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """What the access log and statistics get about one request."""
+
+    client: str
+    method: str
+    target: str
+    backend: Backend | None
+    status: int
+    bytes_sent: int
+    seconds: float
+
+
+Observer = Callable[[RequestRecord], None]
+Router = Callable[[Head], "str | None"]
+
+
+@dataclass(slots=True)
+class HttpContext:
+    """What every client connection of one listener shares."""
+
+    pool: Pool
+    upstream: Upstream
+    timeouts: Timeouts
+    proto: str = "http"
+    port: int = 80
+    route: Router = field(default=lambda head: None)
+    observer: Observer | None = None
+    closing: bool = False
+    requests: int = 0
+    errors: dict[int, int] = field(default_factory=dict)
+
+
+class _StaleConnection(Exception):
+    """A reused backend connection was closed before it answered."""
+
+
+class _ClientGone(Exception):
+    """The client went away; nothing more can be sent to it."""
+
+
+class ClientConnection:
+    __slots__ = (
+        "backend",
+        "buf",
+        "client_ip",
+        "ctx",
+        "phase",
+        "response_started",
+        "scope",
+        "sent",
+        "status",
+        "stream",
+        "suffix",
+    )
+
+    def __init__(self, stream: trio.abc.Stream, client: tuple[str, int], ctx: HttpContext) -> None:
+        self.stream = stream
+        self.ctx = ctx
+        self.buf = b""
+        self.scope = trio.CancelScope()
+        self.phase = Phase.IDLE
+        self.client_ip = client[0].encode()
+        self.suffix = forwarded_suffix(client[0], ctx.proto, ctx.port)
+        self.response_started = False
+        self.status = 0
+        self.sent = 0
+        self.backend: Backend | None = None
+
+    async def run(self) -> None:
+        """Serve requests until the client leaves, an error ends the
+        connection, or a timeout fires."""
+        try:
+            with self.scope:
+                await self._serve()
+            if self.scope.cancelled_caught:
+                await self._timed_out()
+        except _BROKEN:
+            pass
+        except _ClientGone:
+            pass
+        finally:
+            _close(self.stream)
+
+    async def _serve(self) -> None:
+        ctx = self.ctx
+        while True:
+            try:
+                head = await self._read_request()
+            except ProxyError as exc:
+                await self._answer_error(exc, keep_alive=False)
+                return
+            if head is None:
+                return
+            self.response_started = False
+            self.status = 0
+            self.backend = None
+            ctx.requests += 1
+            start = trio.current_time() if ctx.observer else 0.0
+            try:
+                keep = await self._exchange(head)
+            except ProxyError as exc:
+                if self.response_started:
+                    _abort(self.stream)
+                    raise _ClientGone() from None
+                keep = isinstance(exc, NoBackend) and head.framing == NO_BODY and head.keep_alive
+                await self._answer_error(exc, keep_alive=keep and not ctx.closing)
+            if ctx.observer is not None:
+                self._observe(head, start)
+            if not keep or ctx.closing:
+                return
+
+    async def _read_request(self) -> Head | None:
+        """The next request head, or None when the client closed cleanly."""
+        timeouts = self.ctx.timeouts
+        buf = self.buf
+        while buf[:2] == b"\r\n":  # RFC 9112 2.2: ignore leading empty lines
+            buf = buf[2:]
+        self.phase = Phase.REQUEST_HEAD if buf else Phase.IDLE
+        now = trio.current_time()
+        self.scope.deadline = now + (timeouts.request_head if buf else timeouts.client)
+        while True:
+            if buf:
+                end = find_head_end(buf)
+                if end >= 0:
+                    self.buf = buf[end:]
+                    self.phase = Phase.FORWARD
+                    return parse_request(buf if end == len(buf) else buf[:end])
+            data = bytes(await self.stream.receive_some(RECEIVE_SIZE))
+            if not data:
+                self.buf = b""
+                return None
+            if not buf:
+                self.phase = Phase.REQUEST_HEAD
+                self.scope.deadline = min(self.scope.deadline, trio.current_time() + timeouts.request_head)
+                buf = data.lstrip(b"\r\n") if data[:2] == b"\r\n" else data
+            else:
+                buf += data
+
+    async def _exchange(self, head: Head) -> bool:
+        """Forward one request and relay its response; True to keep the
+        client connection for the next request."""
+        if head.method == b"CONNECT":
+            raise BadRequest("CONNECT is not supported: pylb is a reverse proxy")
+        ctx = self.ctx
+        state = ctx.pool.acquire(ctx.route(head))
+        self.backend = state.backend
+        failed = True
+        try:
+            keep = await self._forward(head, state.backend)
+            failed = False
+            return keep
+        except (BadRequest, _ClientGone):
+            failed = False
+            raise
+        finally:
+            ctx.pool.release(state, failed)
+
+    async def _forward(self, head: Head, backend: Backend) -> bool:
+        out = request_head_out(head, self.suffix, self.client_ip)
+        body_left = 0
+        scanner: ChunkedScanner | None = None
+        if head.framing == LENGTH:
+            n = head.length
+            if n:
+                buf = self.buf
+                out += buf[:n]
+                self.buf = buf[n:]
+                body_left = n - (len(buf) if len(buf) < n else n)
+        elif head.framing == CHUNKED:
+            scanner = ChunkedScanner(BadRequest)
+            used = scanner.feed(self.buf)
+            out += self.buf[:used]
+            self.buf = self.buf[used:]
+            body_left = 0 if scanner.done else -1
+        upstream = self.ctx.upstream
+        conn = upstream.take_idle(backend)
+        reused = conn is not None
+        if conn is None:
+            conn = await upstream.dial(backend)
+        try:
+            if body_left == 0:
+                conn = await self._send_replayable(conn, reused, out)
+                return await self._relay_response(head, conn, request_done=True)
+            await self._send(conn, out)
+            async with trio.open_nursery() as nursery:
+                pump = _RequestBodyPump(self, conn, body_left, scanner)
+                nursery.start_soon(pump.run)
+                keep = await self._relay_response(head, conn, request_done=False, pump=pump)
+                nursery.cancel_scope.cancel()
+            return keep and pump.done
+        except BaseException:
+            conn.stream.close()
+            raise
+
+    async def _send(self, conn: UpstreamConn, data: bytes) -> None:
+        timeouts = self.ctx.timeouts
+        self.scope.deadline = trio.current_time() + timeouts.server
+        try:
+            await conn.stream.send_all(data)
+        except _BROKEN:
+            raise BadGateway(f"backend {conn.backend} closed the connection") from None
+
+    async def _send_replayable(self, conn: UpstreamConn, reused: bool, data: bytes) -> UpstreamConn:
+        """Send a whole request; on a reused connection that turns out
+        stale, send it once more on a fresh one (nothing reached a backend)."""
+        try:
+            await self._send(conn, data)
+            if reused:
+                await self._peek_response(conn)
+            return conn
+        except (BadGateway, _StaleConnection):
+            if not reused:
+                raise
+        conn.stream.close()
+        conn = await self.ctx.upstream.dial(conn.backend)
+        await self._send(conn, data)
+        return conn
+
+    async def _peek_response(self, conn: UpstreamConn) -> None:
+        """Read the first bytes of the answer on a reused connection, so a
+        connection the backend closed while idle shows up as stale."""
+        self.phase = Phase.RESPONSE_HEAD
+        try:
+            data = await conn.stream.receive_some(RECEIVE_SIZE)
+        except _BROKEN:
+            raise _StaleConnection() from None
+        if not data:
+            raise _StaleConnection()
+        conn.buf = data
+
+    async def _read_response_head(self, conn: UpstreamConn, method: bytes) -> Head:
+        self.phase = Phase.RESPONSE_HEAD
+        self.scope.deadline = trio.current_time() + self.ctx.timeouts.server
+        buf = conn.buf
+        while True:
+            if buf:
+                end = find_head_end(buf, BadGateway)
+                if end >= 0:
+                    conn.buf = buf[end:]
+                    return parse_response(buf if end == len(buf) else buf[:end], method)
+            try:
+                data = await conn.stream.receive_some(RECEIVE_SIZE)
+            except _BROKEN:
+                data = b""
+            if not data:
+                raise BadGateway(f"backend {conn.backend} closed the connection without a complete response")
+            buf = buf + data if buf else data
+
+    async def _relay_response(
+        self, head: Head, conn: UpstreamConn, request_done: bool, pump: _RequestBodyPump | None = None
+    ) -> bool:
+        while True:
+            rhead = await self._read_response_head(conn, head.method)
+            if rhead.status >= 200:
+                break
+            if rhead.status == 101:
+                raise BadGateway("backend switched protocols without an Upgrade request")
+            if head.minor == 1:
+                await self._to_client(response_head_out(rhead, 1, True))
+        ctx = self.ctx
+        keep_client = head.keep_alive and rhead.framing != UNTIL_CLOSE and not ctx.closing
+        if not request_done and pump is not None and not pump.done:
+            keep_client = False
+        self.status = rhead.status
+        out = response_head_out(rhead, head.minor, keep_client)
+        self.phase = Phase.RESPONSE_BODY
+        self.response_started = True
+        framing = rhead.framing
+        if framing == NO_BODY:
+            await self._to_client(out)
+        elif framing == LENGTH:
+            await self._relay_length(conn, out, rhead.length)
+        elif framing == CHUNKED:
+            await self._relay_chunked(conn, out)
+        else:
+            await self._relay_until_close(conn, out)
+            return False
+        if pump is not None and not pump.done:
+            conn.stream.close()  # the backend answered before reading the whole body
+            return False
+        if rhead.keep_alive:
+            ctx.upstream.give_back(conn)
+        else:
+            conn.stream.close()
+        return keep_client
+
+    async def _relay_length(self, conn: UpstreamConn, out: bytes, length: int) -> None:
+        buf = conn.buf
+        if len(buf) <= length:
+            await self._to_client(out + buf if buf else out)
+            left = length - len(buf)
+            conn.buf = b""
+        else:
+            await self._to_client(out + buf[:length])
+            conn.buf = buf[length:]
+            left = 0
+        while left:
+            data = await self._from_backend(conn, min(left, RECEIVE_SIZE))
+            left -= len(data)
+            await self._to_client(data)
+
+    async def _relay_chunked(self, conn: UpstreamConn, out: bytes) -> None:
+        scanner = ChunkedScanner(BadGateway)
+        data = conn.buf
+        conn.buf = b""
+        while True:
+            used = scanner.feed(data)
+            if scanner.done:
+                conn.buf = data[used:]
+                await self._to_client(out + data[:used] if out else data[:used])
+                return
+            if out or data:
+                await self._to_client(out + data if out else data)
+            out = b""
+            data = await self._from_backend(conn, RECEIVE_SIZE)
+
+    async def _relay_until_close(self, conn: UpstreamConn, out: bytes) -> None:
+        await self._to_client(out + conn.buf if conn.buf else out)
+        conn.buf = b""
+        while True:
+            self.scope.deadline = trio.current_time() + self.ctx.timeouts.server
+            try:
+                data = await conn.stream.receive_some(RECEIVE_SIZE)
+            except _BROKEN:
+                raise BadGateway(f"backend {conn.backend} reset the connection mid-response") from None
+            if not data:
+                conn.stream.close()
+                return
+            await self._to_client(data)
+
+    async def _from_backend(self, conn: UpstreamConn, size: int) -> bytes:
+        self.scope.deadline = trio.current_time() + self.ctx.timeouts.server
+        try:
+            data = await conn.stream.receive_some(size)
+        except _BROKEN:
+            data = b""
+        if not data:
+            raise BadGateway(f"backend {conn.backend} closed the connection mid-response")
+        return data
+
+    async def _to_client(self, data: bytes) -> None:
+        self.scope.deadline = max(self.scope.deadline, trio.current_time() + self.ctx.timeouts.client)
+        try:
+            await self.stream.send_all(data)
+        except _BROKEN:
+            raise _ClientGone() from None
+        self.sent += len(data)
+
+    async def _answer_error(self, exc: ProxyError, keep_alive: bool) -> None:
+        self.status = exc.status
+        errors = self.ctx.errors
+        errors[exc.status] = errors.get(exc.status, 0) + 1
+        self.scope.deadline = trio.current_time() + self.ctx.timeouts.client
+        try:
+            await self.stream.send_all(error_response(exc.status, exc.reason, exc.detail, keep_alive))
+        except _BROKEN:
+            raise _ClientGone() from None
+
+    async def _timed_out(self) -> None:
+        """Say why the connection ends, when the client can still hear it."""
+        if self.phase == Phase.REQUEST_HEAD:
+            exc: ProxyError = _RequestTimeout("the request head did not arrive in time")
+        elif self.phase in (Phase.FORWARD, Phase.RESPONSE_HEAD) and not self.response_started:
+            exc = GatewayTimeout("the backend did not answer in time")
+        else:
+            if self.phase == Phase.RESPONSE_BODY:
+                _abort(self.stream)
+            return
+        with trio.move_on_after(1.0):
+            self.scope = trio.CancelScope()
+            await self._answer_error(exc, keep_alive=False)
+
+    def _observe(self, head: Head, start: float) -> None:
+        assert self.ctx.observer is not None
+        self.ctx.observer(
+            RequestRecord(
+                client=self.client_ip.decode(),
+                method=head.method.decode("latin-1"),
+                target=head.target.decode("latin-1"),
+                backend=self.backend,
+                status=self.status,
+                bytes_sent=self.sent,
+                seconds=trio.current_time() - start,
+            )
+        )
+
+
+class _RequestTimeout(BadRequest):
+    status = 408
+    reason = "Request Timeout"
+
+
+class _RequestBodyPump:
+    """Streams the rest of a request body to the backend while the response
+    is read (so 100-continue and early answers work)."""
+
+    def __init__(self, client: ClientConnection, conn: UpstreamConn, left: int, scanner: ChunkedScanner | None) -> None:
+        self.client = client
+        self.conn = conn
+        self.left = left
+        self.scanner = scanner
+        self.done = False
+
+    async def run(self) -> None:
+        client = self.client
+        timeouts = client.ctx.timeouts
+        while True:
+            data = b""
+            with trio.move_on_after(timeouts.client):
+                data = bytes(await client.stream.receive_some(RECEIVE_SIZE))
+            if not data:
+                raise _ClientGone()
+            if self.scanner is not None:
+                used = self.scanner.feed(data)
+                client.buf, data = data[used:], data[:used]
+                finished = self.scanner.done
+            else:
+                if len(data) > self.left:
+                    client.buf, data = data[self.left :], data[: self.left]
+                self.left -= len(data)
+                finished = self.left == 0
+            try:
+                await self.conn.stream.send_all(data)
+            except _BROKEN:
+                return  # the backend stopped reading; its answer tells the rest
+            if finished:
+                self.done = True
+                return
+
+
+def _close(stream: trio.abc.Stream) -> None:
+    if isinstance(stream, FastStream):
+        stream.close()
+    else:
+        inner = getattr(stream, "transport_stream", None)
+        if isinstance(inner, FastStream):
+            inner.close()
+
+
+def _abort(stream: trio.abc.Stream) -> None:
+    inner = stream if isinstance(stream, FastStream) else getattr(stream, "transport_stream", None)
+    if isinstance(inner, FastStream):
+        inner.abort()

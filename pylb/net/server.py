@@ -1,0 +1,188 @@
+"""The balancer: listeners, the accept loops, and the pool they share.
+
+Owns: binding listening sockets, the connection limit (MAXCONN), spawning
+one task per client connection, and applying snapshot swaps to both the
+pool and the backend connection pool. Must not know: where snapshots come
+from, the CLI, signals, or global logging setup.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket as stdsocket
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import trio
+
+from pylb.config import Bind, Config
+from pylb.core.errors import ConfigError
+from pylb.core.models import Backend, Snapshot
+from pylb.core.pool import Pool, SwapResult
+from pylb.net.httpproxy import ClientConnection, HttpContext, Observer
+from pylb.net.stream import FastStream, listen_socket
+from pylb.net.upstream import Upstream
+
+log = logging.getLogger("pylb")
+
+_ACCEPT_CAPACITY_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+
+
+class BindError(ConfigError):
+    """A listening address could not be bound."""
+
+
+@dataclass(frozen=True, slots=True)
+class BoundAddress:
+    """Where a listener actually listens (the real port when 0 was asked)."""
+
+    scheme: str
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        host = self.host
+        if host in ("0.0.0.0", ""):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "[::1]"
+        elif ":" in host:
+            host = f"[{host}]"
+        return f"{self.scheme}://{host}:{self.port}"
+
+
+class Balancer:
+    """A running load balancer. Build it, then ``await nursery.start(lb.run)``;
+    or use ``pylb.open_balancer`` which does both."""
+
+    def __init__(self, config: Config, pool: Pool | None = None, observer: Observer | None = None) -> None:
+        self.config = config
+        if pool is None:
+            pool = Pool(Snapshot.of_backends(config.backends, config.balance) if config.backends else None)
+        self.pool = pool
+        self.upstream = Upstream(pool.is_live, connect_timeout=config.timeouts.connect)
+        self.observer = observer
+        self.addresses: list[BoundAddress] = []
+        self._contexts: list[HttpContext] = []
+        self._limit = trio.Semaphore(config.maxconn)
+        self.connections = 0
+
+    @property
+    def url(self) -> str:
+        """The URL of the first listener."""
+        return self.addresses[0].url
+
+    @property
+    def urls(self) -> list[str]:
+        return [a.url for a in self.addresses]
+
+    def swap(self, snapshot: Snapshot) -> SwapResult:
+        """Make ``snapshot`` the world, atomically; idle connections to
+        removed backends close now, busy ones after their last request."""
+        result = self.pool.swap(snapshot)
+        self.upstream.close_idle(result.removed)
+        return result
+
+    def set_backends(self, backends: Sequence[Backend | str]) -> SwapResult:
+        """Replace the default service's backends. When this returns, no new
+        request goes to a backend that is not in ``backends``."""
+        parsed = tuple(b if isinstance(b, Backend) else Backend.parse(b, "set_backends") for b in backends)
+        return self.swap(Snapshot.of_backends(parsed, self.config.balance))
+
+    def statistics(self) -> dict[str, object]:
+        return {
+            "addresses": [a.url for a in self.addresses],
+            "connections": self.connections,
+            "requests": sum(c.requests for c in self._contexts),
+            "errors": _merge(c.errors for c in self._contexts),
+            "pool": self.pool.statistics(),
+            "upstream": self.upstream.statistics(),
+        }
+
+    def __repr__(self) -> str:
+        return f"<Balancer {' '.join(self.urls) or 'not started'} {self.pool!r} {self.upstream!r}>"
+
+    async def run(self, *, task_status: trio.TaskStatus[list[BoundAddress]] = trio.TASK_STATUS_IGNORED) -> None:
+        """Bind every listener, report the bound addresses, serve forever."""
+        sockets = [self._bind(bind) for bind in self.config.binds]
+        try:
+            async with trio.open_nursery() as nursery:
+                for bind, sock in zip(self.config.binds, sockets, strict=True):
+                    host, port = sock.getsockname()[:2]
+                    address = BoundAddress(bind.scheme, host, port)
+                    ctx = HttpContext(
+                        self.pool, self.upstream, self.config.timeouts, bind.scheme, port, observer=self.observer
+                    )
+                    self.addresses.append(address)
+                    self._contexts.append(ctx)
+                    nursery.start_soon(self._accept_loop, trio.socket.from_stdlib_socket(sock), ctx, nursery)
+                task_status.started(list(self.addresses))
+        finally:
+            for sock in sockets:
+                sock.close()
+            self.upstream.close_idle()
+
+    def _bind(self, bind: Bind) -> stdsocket.socket:
+        try:
+            return listen_socket(bind.host, bind.port)
+        except OSError as exc:
+            fix = "choose another port" if exc.errno == errno.EADDRINUSE else "check the address"
+            if exc.errno == errno.EACCES:
+                fix = "ports below 1024 need root or CAP_NET_BIND_SERVICE; choose a port above 1023"
+            raise BindError(f"--bind {bind}: {exc.strerror or exc} ({fix})") from None
+
+    async def _accept_loop(self, sock: trio.socket.SocketType, ctx: HttpContext, nursery: trio.Nursery) -> None:
+        while True:
+            await self._limit.acquire()
+            try:
+                conn, address = await sock.accept()
+            except OSError as exc:
+                self._limit.release()
+                if exc.errno in _ACCEPT_CAPACITY_ERRORS:
+                    log.warning(
+                        "accept failed: %s; retrying in 100 ms (raise the file limit or lower MAXCONN)", exc.strerror
+                    )
+                    await trio.sleep(0.1)
+                    continue
+                if exc.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EPERM):
+                    continue
+                raise
+            except BaseException:
+                self._limit.release()
+                raise
+            nursery.start_soon(self._handle, conn, address, ctx)
+
+    async def _handle(self, sock: trio.socket.SocketType, address: tuple[str, int], ctx: HttpContext) -> None:
+        self.connections += 1
+        try:
+            await ClientConnection(FastStream(sock), address, ctx).run()
+        except Exception:
+            log.exception("internal error on a connection from %s; connection closed", address[0])
+            sock.close()
+        finally:
+            self.connections -= 1
+            self._limit.release()
+
+
+def _merge(counters: object) -> dict[int, int]:
+    total: dict[int, int] = {}
+    for counter in counters:  # type: ignore[attr-defined]
+        for status, n in counter.items():
+            total[status] = total.get(status, 0) + n
+    return total
+
+
+async def serve(
+    config: Config,
+    *,
+    pool: Pool | None = None,
+    observer: Observer | None = None,
+    task_status: trio.TaskStatus[list[BoundAddress]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run a balancer for ``config`` until cancelled.
+
+    ``await nursery.start(pylb.serve, config)`` returns the bound addresses.
+    Pass your own ``pool`` to swap snapshots into it while it runs."""
+    await Balancer(config, pool, observer).run(task_status=task_status)

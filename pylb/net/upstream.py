@@ -1,0 +1,109 @@
+"""Keep-alive connections to backends, reused across client connections.
+
+Owns: idle backend connections, per backend, and when to close them. It
+decides synchronously (take an idle one, keep or drop a returned one) and
+leaves the awaiting (dialing) to ``connect``. Must not know: HTTP, routing.
+
+Invariants: a connection is either idle here or owned by exactly one
+request; connections to a backend that left the pool are never kept; at
+most ``max_idle`` idle connections per backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+
+import trio
+
+from pylb.core.models import Backend
+from pylb.net.stream import FastStream, dial
+
+Dialer = Callable[[Backend, float], Awaitable[FastStream]]
+
+
+class UpstreamConn:
+    """One connection to a backend, with the bytes read but not yet used."""
+
+    __slots__ = ("backend", "buf", "idle_since", "requests", "stream")
+
+    def __init__(self, stream: FastStream, backend: Backend) -> None:
+        self.stream = stream
+        self.backend = backend
+        self.buf = b""
+        self.requests = 0
+        self.idle_since = 0.0
+
+    def __repr__(self) -> str:
+        return f"<UpstreamConn {self.backend} requests={self.requests}>"
+
+
+class Upstream:
+    """The backend connection pool. ``is_live`` tells whether a backend is
+    still in the balancer's pool (connections to others are closed)."""
+
+    def __init__(
+        self,
+        is_live: Callable[[Backend], bool],
+        connect_timeout: float = 5.0,
+        idle_timeout: float = 30.0,
+        max_idle: int = 256,
+        dialer: Dialer = dial,
+    ) -> None:
+        self._idle: dict[tuple[str, int], list[UpstreamConn]] = {}
+        self._is_live = is_live
+        self._connect_timeout = connect_timeout
+        self._idle_timeout = idle_timeout
+        self._max_idle = max_idle
+        self._dialer = dialer
+        self.dials = 0
+        self.reuses = 0
+
+    def take_idle(self, backend: Backend) -> UpstreamConn | None:
+        """An idle connection to ``backend`` (most recently used first), or None."""
+        idle = self._idle.get(backend.key)
+        if not idle:
+            return None
+        now = trio.current_time()
+        while idle:
+            conn = idle.pop()
+            if now - conn.idle_since < self._idle_timeout:
+                self.reuses += 1
+                return conn
+            conn.stream.close()
+        return None
+
+    async def dial(self, backend: Backend) -> UpstreamConn:
+        """A fresh connection; raises BadGateway or GatewayTimeout."""
+        self.dials += 1
+        return UpstreamConn(await self._dialer(backend, self._connect_timeout), backend)
+
+    def give_back(self, conn: UpstreamConn) -> None:
+        """Return a connection whose last response ended cleanly."""
+        conn.requests += 1
+        idle = self._idle.setdefault(conn.backend.key, [])
+        if conn.buf or len(idle) >= self._max_idle or not self._is_live(conn.backend):
+            conn.stream.close()
+            return
+        conn.idle_since = trio.current_time()
+        idle.append(conn)
+
+    def close_idle(self, backends: Iterable[Backend] | None = None) -> int:
+        """Close idle connections to ``backends`` (all when None); return how many."""
+        keys = list(self._idle) if backends is None else [b.key for b in backends]
+        closed = 0
+        for key in keys:
+            for conn in self._idle.pop(key, []):
+                conn.stream.close()
+                closed += 1
+        return closed
+
+    def statistics(self) -> dict[str, int]:
+        return {
+            "idle": sum(len(v) for v in self._idle.values()),
+            "dials": self.dials,
+            "reuses": self.reuses,
+        }
+
+    def __repr__(self) -> str:
+        s = self.statistics()
+        return f"<Upstream idle={s['idle']} dials={s['dials']} reuses={s['reuses']}>"
