@@ -267,9 +267,7 @@ def _measure_idle(case: Case, proc: Proc, port: int, bench: Bench) -> Outcome:
     script = Path(__file__).with_name("idle_clients.py")
     argv = [sys.executable, str(script), "--port", str(port), "--count", str(case.idle_count)]
     argv += ["--deadline-s", str(IDLE_DEADLINE_S - 10)]
-    clients = bench.procs.start(
-        "idle-clients", argv, LOAD_CPU, stdin=subprocess.PIPE, capture_stdout=True
-    )
+    clients = bench.procs.start("idle-clients", argv, LOAD_CPU, stdin=subprocess.PIPE, capture_stdout=True)
     try:
         opened = _read_json_line(clients, IDLE_DEADLINE_S)
         time.sleep(IDLE_SETTLE_S)

@@ -34,11 +34,16 @@ def raise_nofile(wanted: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def read_response(sock: socket.socket) -> bool:
-    """Read one response with a Content-Length body; True if it was a 200."""
+def _recv(sock: socket.socket, deadline: float) -> bytes:
+    sock.settimeout(max(0.001, deadline - time.monotonic()))
+    return sock.recv(65536)
+
+
+def read_response(sock: socket.socket, deadline: float) -> bool:
+    """Read one response with a Content-Length body by `deadline`; True if it was a 200."""
     data = b""
     while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
+        chunk = _recv(sock, deadline)
         if not chunk:
             return False
         data += chunk
@@ -49,7 +54,7 @@ def read_response(sock: socket.socket) -> bool:
         if name.strip().lower() == b"content-length":
             length = int(value)
     while len(body) < length:
-        chunk = sock.recv(65536)
+        chunk = _recv(sock, deadline)
         if not chunk:
             return False
         body += chunk
@@ -57,7 +62,12 @@ def read_response(sock: socket.socket) -> bool:
 
 
 def open_batch(port: int, size: int, timeout_s: float) -> tuple[list[socket.socket], int]:
-    """Open `size` connections, send one request on each, read each response."""
+    """Open `size` connections, send one request on each, read each response.
+
+    The whole batch shares one deadline, `timeout_s` from now: a proxy that stops answering
+    costs one timeout per batch, not one per connection.
+    """
+    deadline = time.monotonic() + timeout_s
     socks: list[socket.socket] = []
     failed = 0
     for _ in range(size):
@@ -70,7 +80,7 @@ def open_batch(port: int, size: int, timeout_s: float) -> tuple[list[socket.sock
     kept = []
     for sock in socks:
         try:
-            ok = read_response(sock)
+            ok = read_response(sock, deadline)
         except (OSError, ValueError):
             ok = False
         if ok:

@@ -11,6 +11,7 @@ the harness calls from a `finally` block; no wait here is unbounded.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import signal
@@ -35,6 +36,7 @@ class StartError(Exception):
 
     def __init__(self, name: str, message: str, returncode: int | None) -> None:
         super().__init__(f"{name}: {message}")
+        self.message = message
         self.returncode = returncode
 
 
@@ -125,10 +127,8 @@ class Procs:
 
 
 def _kill_quietly(pid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def wait_port(proc: Proc, port: int, deadline_s: float, host: str = "127.0.0.1") -> float:

@@ -69,8 +69,7 @@ class CaseReport:
             "results": {proxy: asdict(outcome) for proxy, outcome in self.results.items()},
             "ratios": self.ratios,
             "targets": [
-                {**asdict(v.target), "describe": v.target.describe(), "ratio": v.ratio,
-                 "pylb": v.pylb, "met": v.met}
+                {**asdict(v.target), "describe": v.target.describe(), "ratio": v.ratio, "pylb": v.pylb, "met": v.met}
                 for v in self.verdicts
             ],
         }
@@ -110,8 +109,7 @@ def markdown(run: dict[str, object], reports: list[CaseReport]) -> str:
     for rep in reports:
         for v in rep.verdicts:
             base = fmt(rep.value(BASE, v.target.metric))
-            lines.append(_row([rep.case.name, v.target.describe(), base, fmt(v.pylb),
-                               fmt_ratio(v.ratio), v.text]))
+            lines.append(_row([rep.case.name, v.target.describe(), base, fmt(v.pylb), fmt_ratio(v.ratio), v.text]))
     header = ["case", "proxy", *METRICS.values(), "errors"]
     lines += ["", "## All figures", "", "Ratios are pylb / HAProxy.", ""]
     lines += [_row(header), "|---|---|" + "---:|" * (len(header) - 2)]
@@ -174,8 +172,7 @@ def plot(reports: list[CaseReport], path: Path) -> None:
             if key in ratios:
                 label = None if key in labelled else METRICS[key]
                 labelled.add(key)
-                ax.bar(index - 0.4 + (k + 0.5) * width, ratios[key], width, color=colors[k],
-                       label=label)
+                ax.bar(index - 0.4 + (k + 0.5) * width, ratios[key], width, color=colors[k], label=label)
                 levels.append(ratios[key])
         for v in rep.verdicts:
             level = _target_level(rep, v.target)
@@ -184,8 +181,15 @@ def plot(reports: list[CaseReport], path: Path) -> None:
             levels.append(level)
             x = index - 0.4 + (keys.index(v.target.metric) + 0.5) * width
             ax.hlines(level, x - 0.1, x + 0.1, colors="red", linewidth=2.5)
-            ax.annotate(v.target.describe(), (x, level), textcoords="offset points",
-                        xytext=(0, 4), ha="center", fontsize=7, color="red")
+            ax.annotate(
+                v.target.describe(),
+                (x, level),
+                textcoords="offset points",
+                xytext=(0, 4),
+                ha="center",
+                fontsize=7,
+                color="red",
+            )
     ax.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
     ax.set_xticks(range(len(reports)), [r.case.name for r in reports], rotation=15)
     ax.set_yscale("log")
@@ -196,8 +200,7 @@ def plot(reports: list[CaseReport], path: Path) -> None:
     if labelled:
         ax.legend(fontsize=8, ncols=4, loc="upper left")
     else:
-        ax.text(0.5, 0.5, "no pylb figures to compare yet", transform=ax.transAxes,
-                ha="center")
+        ax.text(0.5, 0.5, "no pylb figures to compare yet", transform=ax.transAxes, ha="center")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -28,7 +28,8 @@ BIG_BYTES = 1024 * 1024
 BULK_BYTES = 16 * 1024 * 1024
 UPLOAD_BYTES = 10 * 1024 * 1024
 READY_DEADLINE_S = 20.0
-MAXCONN = 30_000
+MAXCONN = 12_000
+"""Client connections each proxy accepts: room for the 10,000 idle ones of `idle_10k`."""
 EXIT_USAGE = 2  # pylb's exit code for invalid input, e.g. a mode it does not support yet
 
 
@@ -140,13 +141,16 @@ def backend_requests(backend: Backend) -> int:
 
 # ---- HAProxy -------------------------------------------------------------------------------
 
-# One thread, as pylb runs one worker here. http mode: keep-alive on both sides with backend
+# One thread, as pylb runs one worker here. `no strict-limits`: HAProxy wants 2 fds per maxconn and
+# refuses to start when it cannot raise RLIMIT_NOFILE that far (e.g. a hard limit of 20000 in a
+# container); idle clients need one fd each, so it runs fine below its own estimate. http mode: keep-alive on both sides with backend
 # connections shared between clients (http-reuse always) and X-Forwarded-For added, the work pylb
 # does too. tcp mode: splice-auto, since pylb's tcp mode is meant to splice as well.
 _HAPROXY_CONF = """\
 global
     nbthread 1
     maxconn {maxconn}
+    no strict-limits
 
 defaults
     mode {mode}
@@ -192,11 +196,12 @@ def haproxy_argv(tmp: Path, mode: Mode, port: int, backends: list[Backend]) -> l
 class PylbInfo:
     available: bool
     reason: str  # why it is not available, or "" when it is
-    workers_flag: bool  # whether `--workers` is accepted
+    workers_flag: bool = False  # `--help` lists `--workers`: pass `--workers 1`
+    maxconn_flag: bool = False  # `--help` lists `--maxconn`: pass HAProxy's maxconn
 
 
 def probe_pylb() -> PylbInfo:
-    """Check that `python -m pylb --help` works, and whether it lists `--workers`."""
+    """Check that `python -m pylb --help` works, and which optional flags it lists."""
     try:
         done = subprocess.run(
             [sys.executable, "-m", "pylb", "--help"],
@@ -208,11 +213,11 @@ def probe_pylb() -> PylbInfo:
             check=False,
         )
     except subprocess.TimeoutExpired:
-        return PylbInfo(False, "`python -m pylb --help` did not finish in 60s", False)
+        return PylbInfo(False, "`python -m pylb --help` did not finish in 60s")
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
-        return PylbInfo(False, f"`python -m pylb --help` failed: {last}", False)
-    return PylbInfo(True, "", "--workers" in done.stdout)
+        return PylbInfo(False, f"`python -m pylb --help` failed: {last}")
+    return PylbInfo(True, "", "--workers" in done.stdout, "--maxconn" in done.stdout)
 
 
 def pylb_env() -> dict[str, str]:
@@ -222,7 +227,7 @@ def pylb_env() -> dict[str, str]:
 
 
 def pylb_argv(info: PylbInfo, mode: Mode, port: int, backends: list[Backend]) -> list[str]:
-    """The pylb command template: one worker, roundrobin over `backends`."""
+    """The pylb command template: one worker, roundrobin over `backends`, HAProxy's maxconn."""
     bind = f"127.0.0.1:{port}" if mode == "http" else f"tcp://127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "pylb", "--bind", bind]
     for backend in backends:
@@ -230,6 +235,8 @@ def pylb_argv(info: PylbInfo, mode: Mode, port: int, backends: list[Backend]) ->
     cmd += ["--balance", "roundrobin"]
     if info.workers_flag:
         cmd += ["--workers", "1"]
+    if info.maxconn_flag:
+        cmd += ["--maxconn", str(MAXCONN)]
     return cmd
 
 
@@ -265,5 +272,5 @@ def start_proxy(
         procs.stop(proc)
         if proxy == "pylb" and mode == "tcp" and exc.returncode == EXIT_USAGE:
             raise ProxyUnavailable("pylb: tcp mode not available") from exc
-        raise StartError(proc.name, f"{exc}; log:\n{proc.log_tail()}", exc.returncode) from exc
+        raise StartError(proc.name, f"{exc.message}; log:\n{proc.log_tail()}", exc.returncode) from exc
     return proc, port

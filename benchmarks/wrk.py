@@ -77,9 +77,7 @@ def run(
     """Run wrk against `url` for `duration_s` seconds and parse its report."""
     cmd = argv(url, connections=connections, duration_s=duration_s, script=script, headers=headers)
     try:
-        done = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=duration_s + HARD_MARGIN_S, check=False
-        )
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration_s + HARD_MARGIN_S, check=False)
     except subprocess.TimeoutExpired as exc:
         raise WrkError(f"wrk did not finish within {duration_s + HARD_MARGIN_S}s") from exc
     if done.returncode != 0:
@@ -118,9 +116,7 @@ def parse(report: str) -> WrkResult:
     }
     if 50 not in latency or 99 not in latency:
         raise WrkError(f"no latency distribution in wrk report (run with --latency):\n{report}")
-    sock = re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", report
-    )
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", report)
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", report)
     return WrkResult(
         requests=int(total.group(1)),

@@ -113,6 +113,22 @@ class Service:
             raise ConfigError(f"service {self.name!r}: a backend is listed twice")
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class Route:
+    """Requests whose Host matches ``host`` and whose path starts with
+    ``path`` go to ``service``. ``host`` is an exact name or a glob with ``*``
+    (``*.a.test``, ``a.*``, ``*``); ``path`` a prefix, possibly with ``*``.
+    ``scheme`` (http, https, ws, wss) and ``port`` restrict the listener;
+    ``priority`` (VIRTUAL_HOST_WEIGHT) breaks ties, higher first."""
+
+    host: str
+    path: str = "/"
+    service: str = DEFAULT_SERVICE
+    priority: int = 0
+    scheme: str | None = None
+    port: int | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything the data plane needs to route a request, frozen.
@@ -122,6 +138,7 @@ class Snapshot:
 
     services: tuple[Service, ...] = ()
     default: str | None = None
+    routes: tuple[Route, ...] = ()
     version: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -130,6 +147,9 @@ class Snapshot:
             raise ConfigError("snapshot: two services share a name")
         if self.default is not None and self.default not in names:
             raise ConfigError(f"snapshot: default service {self.default!r} does not exist")
+        for route in self.routes:
+            if route.service not in names:
+                raise ConfigError(f"snapshot: route {route.host}{route.path} leads to unknown service {route.service!r}")
 
     def service(self, name: str) -> Service | None:
         for service in self.services:

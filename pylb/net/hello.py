@@ -19,7 +19,7 @@ from pylb.core.errors import ProxyError
 from pylb.core.framing import ChunkedScanner
 from pylb.core.http1 import CHUNKED, LENGTH, find_head_end, parse_request
 from pylb.core.policy import error_response
-from pylb.net.stream import RECEIVE_SIZE, FastStream, listen_socket
+from pylb.net.stream import RECEIVE_SIZE, FastStream, accept, listen_socket
 
 
 def default_name(port: int) -> str:
@@ -46,14 +46,14 @@ class HelloServer:
         self.host, self.port = host, sock.getsockname()[1]
         if self.name is None:
             self.name = default_name(self.port)
-        listener = trio.socket.from_stdlib_socket(sock)
         try:
             async with trio.open_nursery() as nursery:
                 task_status.started(self.port)
                 while True:
-                    conn, _ = await listener.accept()
+                    conn, _ = await accept(sock)
                     nursery.start_soon(self._serve, FastStream(conn))
         finally:
+            trio.lowlevel.notify_closing(sock)
             sock.close()
 
     def _answer(self, method: bytes, keep_alive: bool) -> bytes:

@@ -18,6 +18,7 @@ never made to look complete to the client (the connection is reset).
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -31,6 +32,7 @@ from pylb.core.policy import error_response, forwarded_suffix, request_head_out,
 from pylb.core.pool import Pool
 from pylb.core.timeouts import Timeouts
 from pylb.net.stream import RECEIVE_SIZE, FastStream
+from pylb.net.timers import Watchdog
 from pylb.net.upstream import Upstream, UpstreamConn
 
 _BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError)
@@ -68,6 +70,7 @@ class HttpContext:
     pool: Pool
     upstream: Upstream
     timeouts: Timeouts
+    watchdog: Watchdog
     proto: str = "http"
     port: int = 80
     route: Router = field(default=lambda head: None)
@@ -94,6 +97,7 @@ class ClientConnection:
         "phase",
         "response_started",
         "scope",
+        "deadline",
         "sent",
         "status",
         "stream",
@@ -105,6 +109,7 @@ class ClientConnection:
         self.ctx = ctx
         self.buf = b""
         self.scope = trio.CancelScope()
+        self.deadline = math.inf
         self.phase = Phase.IDLE
         self.client_ip = client[0].encode()
         self.suffix = forwarded_suffix(client[0], ctx.proto, ctx.port)
@@ -116,17 +121,18 @@ class ClientConnection:
     async def run(self) -> None:
         """Serve requests until the client leaves, an error ends the
         connection, or a timeout fires."""
+        watchdog = self.ctx.watchdog
+        watchdog.watch(self)
         try:
             with self.scope:
                 await self._serve()
             if self.scope.cancelled_caught:
                 await self._timed_out()
-        except _BROKEN:
-            pass
-        except _ClientGone:
+        except (*_BROKEN, _ClientGone):
             pass
         finally:
-            _close(self.stream)
+            watchdog.unwatch(self)
+            await trio.aclose_forcefully(self.stream)
 
     async def _serve(self) -> None:
         ctx = self.ctx
@@ -163,8 +169,8 @@ class ClientConnection:
         while buf[:2] == b"\r\n":  # RFC 9112 2.2: ignore leading empty lines
             buf = buf[2:]
         self.phase = Phase.REQUEST_HEAD if buf else Phase.IDLE
-        now = trio.current_time()
-        self.scope.deadline = now + (timeouts.request_head if buf else timeouts.client)
+        now = self.ctx.watchdog.now
+        self.deadline = now + (timeouts.request_head if buf else timeouts.client)
         while True:
             if buf:
                 end = find_head_end(buf)
@@ -178,7 +184,7 @@ class ClientConnection:
                 return None
             if not buf:
                 self.phase = Phase.REQUEST_HEAD
-                self.scope.deadline = min(self.scope.deadline, trio.current_time() + timeouts.request_head)
+                self.deadline = min(self.deadline, self.ctx.watchdog.now + timeouts.request_head)
                 buf = data.lstrip(b"\r\n") if data[:2] == b"\r\n" else data
             else:
                 buf += data
@@ -241,7 +247,7 @@ class ClientConnection:
 
     async def _send(self, conn: UpstreamConn, data: bytes) -> None:
         timeouts = self.ctx.timeouts
-        self.scope.deadline = trio.current_time() + timeouts.server
+        self.deadline = self.ctx.watchdog.now + timeouts.server
         try:
             await conn.stream.send_all(data)
         except _BROKEN:
@@ -277,7 +283,7 @@ class ClientConnection:
 
     async def _read_response_head(self, conn: UpstreamConn, method: bytes) -> Head:
         self.phase = Phase.RESPONSE_HEAD
-        self.scope.deadline = trio.current_time() + self.ctx.timeouts.server
+        self.deadline = self.ctx.watchdog.now + self.ctx.timeouts.server
         buf = conn.buf
         while True:
             if buf:
@@ -365,7 +371,7 @@ class ClientConnection:
         await self._to_client(out + conn.buf if conn.buf else out)
         conn.buf = b""
         while True:
-            self.scope.deadline = trio.current_time() + self.ctx.timeouts.server
+            self.deadline = self.ctx.watchdog.now + self.ctx.timeouts.server
             try:
                 data = await conn.stream.receive_some(RECEIVE_SIZE)
             except _BROKEN:
@@ -376,7 +382,7 @@ class ClientConnection:
             await self._to_client(data)
 
     async def _from_backend(self, conn: UpstreamConn, size: int) -> bytes:
-        self.scope.deadline = trio.current_time() + self.ctx.timeouts.server
+        self.deadline = self.ctx.watchdog.now + self.ctx.timeouts.server
         try:
             data = await conn.stream.receive_some(size)
         except _BROKEN:
@@ -386,7 +392,7 @@ class ClientConnection:
         return data
 
     async def _to_client(self, data: bytes) -> None:
-        self.scope.deadline = max(self.scope.deadline, trio.current_time() + self.ctx.timeouts.client)
+        self.deadline = max(self.deadline, self.ctx.watchdog.now + self.ctx.timeouts.client)
         try:
             await self.stream.send_all(data)
         except _BROKEN:
@@ -397,7 +403,7 @@ class ClientConnection:
         self.status = exc.status
         errors = self.ctx.errors
         errors[exc.status] = errors.get(exc.status, 0) + 1
-        self.scope.deadline = trio.current_time() + self.ctx.timeouts.client
+        self.deadline = self.ctx.watchdog.now + self.ctx.timeouts.client
         try:
             await self.stream.send_all(error_response(exc.status, exc.reason, exc.detail, keep_alive))
         except _BROKEN:
@@ -473,15 +479,6 @@ class _RequestBodyPump:
             if finished:
                 self.done = True
                 return
-
-
-def _close(stream: trio.abc.Stream) -> None:
-    if isinstance(stream, FastStream):
-        stream.close()
-    else:
-        inner = getattr(stream, "transport_stream", None)
-        if isinstance(inner, FastStream):
-            inner.close()
 
 
 def _abort(stream: trio.abc.Stream) -> None:

@@ -21,8 +21,9 @@ from pylb.core.errors import ConfigError
 from pylb.core.models import Backend, Snapshot
 from pylb.core.pool import Pool, SwapResult
 from pylb.net.httpproxy import ClientConnection, HttpContext, Observer
-from pylb.net.stream import FastStream, listen_socket
-from pylb.net.upstream import Upstream
+from pylb.net.stream import FastStream, accept, dial, listen_socket
+from pylb.net.timers import Watchdog
+from pylb.net.upstream import Dialer, Upstream
 
 log = logging.getLogger("pylb")
 
@@ -57,16 +58,19 @@ class Balancer:
     """A running load balancer. Build it, then ``await nursery.start(lb.run)``;
     or use ``pylb.open_balancer`` which does both."""
 
-    def __init__(self, config: Config, pool: Pool | None = None, observer: Observer | None = None) -> None:
+    def __init__(
+        self, config: Config, pool: Pool | None = None, observer: Observer | None = None, dialer: Dialer = dial
+    ) -> None:
         self.config = config
         if pool is None:
             pool = Pool(Snapshot.of_backends(config.backends, config.balance) if config.backends else None)
         self.pool = pool
-        self.upstream = Upstream(pool.is_live, connect_timeout=config.timeouts.connect)
+        self.upstream = Upstream(pool.is_live, connect_timeout=config.timeouts.connect, dialer=dialer)
         self.observer = observer
         self.addresses: list[BoundAddress] = []
         self._contexts: list[HttpContext] = []
         self._limit = trio.Semaphore(config.maxconn)
+        self.watchdog = Watchdog()
         self.connections = 0
 
     @property
@@ -109,18 +113,21 @@ class Balancer:
         sockets = [self._bind(bind) for bind in self.config.binds]
         try:
             async with trio.open_nursery() as nursery:
+                await nursery.start(self.watchdog.run)
                 for bind, sock in zip(self.config.binds, sockets, strict=True):
                     host, port = sock.getsockname()[:2]
                     address = BoundAddress(bind.scheme, host, port)
                     ctx = HttpContext(
-                        self.pool, self.upstream, self.config.timeouts, bind.scheme, port, observer=self.observer
+                        self.pool, self.upstream, self.config.timeouts, self.watchdog, bind.scheme, port,
+                        observer=self.observer,
                     )
                     self.addresses.append(address)
                     self._contexts.append(ctx)
-                    nursery.start_soon(self._accept_loop, trio.socket.from_stdlib_socket(sock), ctx, nursery)
+                    nursery.start_soon(self._accept_loop, sock, ctx, nursery)
                 task_status.started(list(self.addresses))
         finally:
             for sock in sockets:
+                trio.lowlevel.notify_closing(sock)
                 sock.close()
             self.upstream.close_idle()
 
@@ -133,11 +140,11 @@ class Balancer:
                 fix = "ports below 1024 need root or CAP_NET_BIND_SERVICE; choose a port above 1023"
             raise BindError(f"--bind {bind}: {exc.strerror or exc} ({fix})") from None
 
-    async def _accept_loop(self, sock: trio.socket.SocketType, ctx: HttpContext, nursery: trio.Nursery) -> None:
+    async def _accept_loop(self, sock: stdsocket.socket, ctx: HttpContext, nursery: trio.Nursery) -> None:
         while True:
             await self._limit.acquire()
             try:
-                conn, address = await sock.accept()
+                conn, address = await accept(sock)
             except OSError as exc:
                 self._limit.release()
                 if exc.errno in _ACCEPT_CAPACITY_ERRORS:
@@ -154,7 +161,7 @@ class Balancer:
                 raise
             nursery.start_soon(self._handle, conn, address, ctx)
 
-    async def _handle(self, sock: trio.socket.SocketType, address: tuple[str, int], ctx: HttpContext) -> None:
+    async def _handle(self, sock: stdsocket.socket, address: tuple[str, int], ctx: HttpContext) -> None:
         self.connections += 1
         try:
             await ClientConnection(FastStream(sock), address, ctx).run()

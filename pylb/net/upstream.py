@@ -12,13 +12,25 @@ most ``max_idle`` idle connections per backend.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Protocol
 
 import trio
 
 from pylb.core.models import Backend
-from pylb.net.stream import FastStream, dial
+from pylb.net.stream import dial
 
-Dialer = Callable[[Backend, float], Awaitable[FastStream]]
+
+class BackendStream(Protocol):
+    """What the proxy needs of a backend connection: a trio stream that
+    can also be closed synchronously (``FastStream``; memory streams in tests)."""
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes: ...
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None: ...
+    async def aclose(self) -> None: ...
+    def close(self) -> None: ...
+
+
+Dialer = Callable[[Backend, float], Awaitable[BackendStream]]
 
 
 class UpstreamConn:
@@ -26,7 +38,7 @@ class UpstreamConn:
 
     __slots__ = ("backend", "buf", "idle_since", "requests", "stream")
 
-    def __init__(self, stream: FastStream, backend: Backend) -> None:
+    def __init__(self, stream: BackendStream, backend: Backend) -> None:
         self.stream = stream
         self.backend = backend
         self.buf = b""

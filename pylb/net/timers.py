@@ -1,0 +1,50 @@
+"""Coarse deadlines for many connections, checked by one task.
+
+Owns: the clock the data plane reads (``now``, refreshed every tick) and the
+cancellation of connections whose deadline has passed. Must not know: what
+a connection does. Moving a trio cancel scope's deadline costs a heap
+operation; the proxy moves its deadline several times per request, so it
+writes a float here instead and one task per balancer enforces it, as
+HAProxy's timer wheel does. Precision: one tick (default 0.25 s).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+import trio
+
+
+class Watched(Protocol):
+    deadline: float
+    scope: trio.CancelScope
+
+
+class Watchdog:
+    def __init__(self, tick: float = 0.25) -> None:
+        self.tick = tick
+        self.now = 0.0
+        self._watched: set[Watched] = set()
+
+    def watch(self, item: Watched) -> None:
+        self._watched.add(item)
+
+    def unwatch(self, item: Watched) -> None:
+        self._watched.discard(item)
+
+    def __len__(self) -> int:
+        return len(self._watched)
+
+    def __repr__(self) -> str:
+        return f"<Watchdog watched={len(self._watched)} tick={self.tick}>"
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self.now = trio.current_time()
+        task_status.started()
+        while True:
+            await trio.sleep(self.tick)
+            now = self.now = trio.current_time()
+            for item in [w for w in self._watched if w.deadline <= now]:
+                item.scope.cancel()
+                item.deadline = math.inf
