@@ -149,7 +149,8 @@ class Snapshot:
             raise ConfigError(f"snapshot: default service {self.default!r} does not exist")
         for route in self.routes:
             if route.service not in names:
-                raise ConfigError(f"snapshot: route {route.host}{route.path} leads to unknown service {route.service!r}")
+                where = f"{route.host}{route.path}"
+                raise ConfigError(f"snapshot: route {where} leads to unknown service {route.service!r}")
 
     def service(self, name: str) -> Service | None:
         for service in self.services:
