@@ -72,7 +72,7 @@ class Backend:
     @classmethod
     def parse(cls, text: str, what: str = "--backend") -> Backend:
         """Parse ``HOST:PORT[,weight=N]``."""
-        address, *options = text.strip().split(",")
+        address, *options = (part.strip() for part in text.split(","))
         host, port = split_host_port(address, what)
         if port == 0:
             raise ConfigError(f"{what}: {text!r} needs a port other than 0")

@@ -118,7 +118,12 @@ class Balancer:
                     host, port = sock.getsockname()[:2]
                     address = BoundAddress(bind.scheme, host, port)
                     ctx = HttpContext(
-                        self.pool, self.upstream, self.config.timeouts, self.watchdog, bind.scheme, port,
+                        self.pool,
+                        self.upstream,
+                        self.config.timeouts,
+                        self.watchdog,
+                        bind.scheme,
+                        port,
                         observer=self.observer,
                     )
                     self.addresses.append(address)
@@ -130,6 +135,18 @@ class Balancer:
                 trio.lowlevel.notify_closing(sock)
                 sock.close()
             self.upstream.close_idle()
+
+    async def serve_stream(
+        self, stream: trio.abc.Stream, client: tuple[str, int], scheme: str = "http", port: int = 80
+    ) -> None:
+        """Serve one already-connected client stream (any trio stream: a TLS
+        stream, or a memory stream in a test) until it ends. ``run`` must be
+        running (it keeps the clock that timeouts use)."""
+        ctx = HttpContext(
+            self.pool, self.upstream, self.config.timeouts, self.watchdog, scheme, port, observer=self.observer
+        )
+        self._contexts.append(ctx)
+        await ClientConnection(stream, client, ctx).run()
 
     def _bind(self, bind: Bind) -> stdsocket.socket:
         try:

@@ -1,0 +1,208 @@
+"""The strict head parser, fed byte by byte, and held to agree with h11."""
+
+import h11
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pylb.core.errors import BadGateway, BadRequest, HeadTooLarge, ProxyError, UriTooLong
+from pylb.core.http1 import (
+    CHUNKED,
+    LENGTH,
+    MAX_HEAD,
+    NO_BODY,
+    UNTIL_CLOSE,
+    Head,
+    find_head_end,
+    parse_request,
+    parse_response,
+)
+
+
+def parse_bytewise(data: bytes) -> Head:
+    """Feed one byte at a time, as the slowest client would."""
+    buf = b""
+    for i in range(len(data)):
+        buf += data[i : i + 1]
+        end = find_head_end(buf)
+        if end >= 0:
+            assert end == len(buf), "the head ended before its last byte"
+            return parse_request(buf)
+    raise AssertionError("head never completed")
+
+
+def test_canonical_request_parsed_byte_by_byte() -> None:
+    head = parse_bytewise(b"POST /up?x=1 HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\nX-Y:  v w \r\n\r\n")
+    assert (head.method, head.target, head.minor) == (b"POST", b"/up?x=1", 1)
+    assert head.fields == [(b"Host", b"a.test"), (b"Content-Length", b"5"), (b"X-Y", b"v w")]
+    assert (head.framing, head.length, head.host, head.keep_alive) == (LENGTH, 5, b"a.test", True)
+
+
+@pytest.mark.parametrize(
+    ("head", "keep_alive"),
+    [
+        (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", True),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", False),
+        (b"GET / HTTP/1.0\r\n\r\n", False),
+        (b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", True),
+    ],
+)
+def test_keep_alive_rules(head: bytes, keep_alive: bool) -> None:
+    assert parse_request(head).keep_alive is keep_alive
+
+
+@pytest.mark.parametrize(
+    ("head", "framing", "length"),
+    [
+        (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", NO_BODY, 0),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", CHUNKED, 0),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n", CHUNKED, 0),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n", LENGTH, 5),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 7\r\nContent-Length: 7\r\n\r\n", LENGTH, 7),
+    ],
+)
+def test_request_framing(head: bytes, framing: int, length: int) -> None:
+    parsed = parse_request(head)
+    assert (parsed.framing, parsed.length) == (framing, length)
+
+
+SMUGGLING = [
+    b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1_0\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: \xd9\xa3\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x00b\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x01b\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n",  # obs-fold
+    b"GET / HTTP/1.1\r\nHost: a\r\nX : a\r\n\r\n",  # whitespace before the colon
+    b"GET / HTTP/1.1\r\nHost: a\r\nX(y): a\r\n\r\n",  # invalid name
+    b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+    b"GET / HTTP/1.1\r\n\r\n",  # no Host
+    b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET / HTTP/1.2\r\nHost: a\r\n\r\n",
+    b"GET / HTTP/2.0\r\nHost: a\r\n\r\n",
+    b"GET /\xff HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"G\x00T / HTTP/1.1\r\nHost: a\r\n\r\n",
+]
+
+
+@pytest.mark.parametrize("head", SMUGGLING)
+def test_smuggling_and_malformed_heads_are_400(head: bytes) -> None:
+    with pytest.raises(BadRequest) as info:
+        parse_request(head)
+    assert info.value.status == 400
+    assert "\n" not in info.value.detail
+
+
+def test_bare_lf_is_refused_before_the_head_ends() -> None:
+    with pytest.raises(BadRequest, match="bare LF"):
+        find_head_end(b"GET / HTTP/1.1\nHost: a\n\n")
+
+
+def test_limits() -> None:
+    with pytest.raises(HeadTooLarge):
+        find_head_end(b"GET / HTTP/1.1\r\nX: " + b"a" * MAX_HEAD)
+    many = b"".join(b"X%d: v\r\n" % i for i in range(101))
+    with pytest.raises(HeadTooLarge) as info:
+        parse_request(b"GET / HTTP/1.1\r\nHost: a\r\n" + many + b"\r\n")
+    assert info.value.status == 431
+    with pytest.raises(UriTooLong) as uri:
+        parse_request(b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert uri.value.status == 414
+
+
+@pytest.mark.parametrize(
+    ("head", "method", "framing", "keep_alive"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", b"GET", LENGTH, True),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n", b"HEAD", NO_BODY, True),
+        (b"HTTP/1.1 204 No Content\r\n\r\n", b"GET", NO_BODY, True),
+        (b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n", b"GET", NO_BODY, True),
+        (b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n", b"GET", NO_BODY, True),
+        (b"HTTP/1.1 200 OK\r\n\r\n", b"GET", UNTIL_CLOSE, False),
+        (b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", b"GET", LENGTH, False),
+        (b"HTTP/1.1 200\r\nTransfer-Encoding: chunked\r\n\r\n", b"GET", CHUNKED, True),
+    ],
+)
+def test_response_framing(head: bytes, method: bytes, framing: int, keep_alive: bool) -> None:
+    parsed = parse_response(head, method)
+    assert (parsed.framing, parsed.keep_alive) == (framing, keep_alive)
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+        b"HTTP/1.1 2000 OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nBad Header\r\n\r\n",
+        b"ICY 200 OK\r\n\r\n",
+    ],
+)
+def test_bad_responses_are_502(head: bytes) -> None:
+    with pytest.raises(BadGateway):
+        parse_response(head, b"GET")
+
+
+# --- differential: the fast path never accepts what h11 rejects -----------
+
+token = st.text("abcXYZ-!#$%&'*+.^_`|~09", min_size=1, max_size=8)
+value = st.binary(max_size=12)
+name_pool = st.sampled_from(["Host", "Content-Length", "Transfer-Encoding", "Connection", "X-A", "x-b", "Expect"])
+field = st.tuples(st.one_of(name_pool, token), st.one_of(value, st.sampled_from([b"5", b"chunked", b"close", b"a"])))
+
+
+@st.composite
+def request_heads(draw: st.DrawFn) -> bytes:
+    method = draw(st.one_of(st.sampled_from(["GET", "POST", "HEAD"]), token)).encode()
+    target = draw(st.one_of(st.just(b"/"), st.binary(min_size=1, max_size=10)))
+    version = draw(st.sampled_from([b"1.1", b"1.0", b"1.2", b"2.0"]))
+    sep = draw(st.sampled_from([b": ", b":", b" : ", b":\t"]))
+    fields = draw(st.lists(field, max_size=5))
+    lines = b"".join(n.encode() + sep + v + b"\r\n" for n, v in fields)
+    return method + b" " + target + b" HTTP/" + version + b"\r\n" + lines + b"\r\n"
+
+
+def h11_request(data: bytes) -> h11.Request | None:
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(data)
+    try:
+        event = conn.next_event()
+    except h11.RemoteProtocolError:
+        return None
+    assert isinstance(event, h11.Request), event
+    return event
+
+
+@settings(max_examples=1500, deadline=None)
+@given(request_heads())
+def test_fast_path_agrees_with_h11(data: bytes) -> None:
+    end = -1
+    try:
+        end = find_head_end(data)
+        if end != len(data):
+            return  # a CRLF CRLF inside generated bytes: not one head
+        head = parse_request(data)
+    except ProxyError:
+        return  # pylb may be stricter than h11, never laxer
+    reference = h11_request(data)
+    assert reference is not None, f"pylb accepted what h11 rejects: {data!r}"
+    assert reference.method == head.method
+    assert reference.target == head.target
+    assert reference.http_version == b"1.%d" % head.minor
+    # h11 folds identical Content-Length lines into one; compare the rest as sent
+    def others(items: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        return [(n.lower(), v) for n, v in items if n.lower() != b"content-length"]
+
+    assert others(list(reference.headers.raw_items())) == others(head.fields)
+    if head.framing == LENGTH:
+        cl = [v for n, v in reference.headers.raw_items() if n.lower() == b"content-length"]
+        assert {x.strip() for c in cl for x in c.split(b",")} == {str(head.length).encode()}
+    te = [v for n, v in reference.headers.raw_items() if n.lower() == b"transfer-encoding"]
+    assert (head.framing == CHUNKED) == bool(te)

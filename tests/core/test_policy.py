@@ -1,0 +1,45 @@
+from pylb.core.http1 import parse_request, parse_response
+from pylb.core.policy import error_response, forwarded_suffix, request_head_out, response_head_out
+
+SUFFIX = forwarded_suffix("192.0.2.7", "http", 8080)
+
+
+def test_canonical_head_is_forwarded_unchanged_plus_forwarding_headers() -> None:
+    head = parse_request(b"GET /a HTTP/1.1\r\nHost: a.test\r\nAccept: */*\r\n\r\n")
+    assert request_head_out(head, SUFFIX, b"192.0.2.7") == (
+        b"GET /a HTTP/1.1\r\nHost: a.test\r\nAccept: */*\r\n"
+        b"X-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Port: 8080\r\n"
+        b"X-Forwarded-Host: a.test\r\n\r\n"
+    )
+
+
+def test_hop_by_hop_and_spoofed_headers_are_stripped_and_xff_appended() -> None:
+    head = parse_request(
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: 5\r\n"
+        b"TE: trailers\r\nTrailer: X\r\nProxy-Authorization: y\r\nUpgrade: z\r\nX-Forwarded-For: 10.1.1.1\r\n"
+        b"X-Forwarded-Proto: https\r\nX-Forwarded-Host: evil\r\nX-Forwarded-Port: 1\r\nX-Keep: me\r\n\r\n"
+    )
+    out = request_head_out(head, SUFFIX, b"192.0.2.7")
+    assert out == (
+        b"GET / HTTP/1.1\r\nHost: a\r\nX-Keep: me\r\nX-Forwarded-For: 10.1.1.1, 192.0.2.7\r\n"
+        b"X-Forwarded-Proto: http\r\nX-Forwarded-Port: 8080\r\nX-Forwarded-Host: a\r\n\r\n"
+    )
+
+
+def test_response_head_says_whether_the_connection_stays() -> None:
+    raw = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    assert response_head_out(parse_response(raw, b"GET"), 1, True) == raw
+    assert response_head_out(parse_response(raw, b"GET"), 1, False).endswith(b"Connection: close\r\n\r\n")
+    assert response_head_out(parse_response(raw, b"GET"), 0, True).endswith(b"Connection: keep-alive\r\n\r\n")
+    stripped = response_head_out(
+        parse_response(b"HTTP/1.1 200 OK\r\nConnection: x-a\r\nX-A: 1\r\nKeep-Alive: 1\r\nContent-Length: 0\r\n\r\n",
+                       b"GET"), 1, True)
+    assert stripped == b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+
+
+def test_error_page_escapes_what_it_echoes() -> None:
+    page = error_response(503, "Service Unavailable", "no service for host <script>")
+    head, _, body = page.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+    assert b"Content-Length: %d\r\n" % len(body) in head
+    assert b"&lt;script&gt;" in body and b"<script>" not in body
