@@ -11,7 +11,7 @@ import argparse
 import logging
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import NoReturn
 
 import trio
@@ -78,12 +78,27 @@ def _setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
 
 
-async def _until_signal(nursery: trio.Nursery) -> None:
+async def _until_signal(nursery: trio.Nursery, lb: Balancer | None = None, grace: float = 0.0) -> None:
+    """On SIGTERM or SIGINT: drain ``lb`` for up to ``grace`` seconds, then
+    stop; a second signal stops at once."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for signum in signals:
             log.info("received %s, stopping", signal.Signals(signum).name)
+            if lb is not None:
+                async with trio.open_nursery() as drain:
+                    drain.start_soon(_second_signal, signals, drain)
+                    if not await lb.drain(grace):
+                        log.warning("grace period of %gs over; closing %d connections", grace, lb.connections)
+                    drain.cancel_scope.cancel()
             nursery.cancel_scope.cancel()
             return
+
+
+async def _second_signal(signals: AsyncIterator[int], drain: trio.Nursery) -> None:
+    async for signum in signals:
+        log.info("received %s again, stopping now", signal.Signals(signum).name)
+        drain.cancel_scope.cancel()
+        return
 
 
 def _run_balancer(argv: Sequence[str]) -> int:
@@ -103,7 +118,7 @@ def _run_balancer(argv: Sequence[str]) -> int:
                 len(config.backends),
                 config.balance,
             )
-            nursery.start_soon(_until_signal, nursery)
+            nursery.start_soon(_until_signal, nursery, lb, config.grace)
 
     trio.run(main)
     return 0
@@ -133,7 +148,7 @@ def _run_hello(argv: Sequence[str]) -> int:
     async def main() -> None:
         async with trio.open_nursery() as nursery:
             await nursery.start(_start_hello, server, bind)
-            log.info("hello %s listening on %s", server.name, bind.__class__(bind.scheme, bind.host, server.port))
+            log.info("hello %s listening on %s", server.name, f"{bind.host}:{server.port}")
             nursery.start_soon(_until_signal, nursery)
 
     trio.run(main)

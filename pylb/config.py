@@ -198,3 +198,32 @@ def from_sources(given: Mapping[str, Sequence[str] | str | None], env: Mapping[s
             assert isinstance(raw, str)
             values[option.dest] = option.parse(raw, what)
     return Config(**values)
+
+
+def reference_markdown() -> str:
+    """The configuration reference (docs/configuration.md), from ``OPTIONS``."""
+    rows = [
+        "# Configuration reference",
+        "",
+        "Generated from `pylb/config.py` (`python -m pylb.config > docs/configuration.md`); a test keeps",
+        "this file equal to the code. Precedence: a flag, then its environment variable, then the default.",
+        "",
+        "| flag | env | default | example | meaning |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    base = defaults()
+    for option in OPTIONS:
+        default = base[option.dest]
+        if isinstance(default, tuple):
+            default = " ".join(str(d) for d in default) or "(none)"
+        elif hasattr(default, "__dataclass_fields__"):
+            default = ", ".join(f"{k} {getattr(default, k):g}s" for k in default.__dataclass_fields__)
+        rows.append(
+            f"| `{option.flag} {option.metavar}` | `{option.env or '-'}` | {default} | `{option.example}` "
+            f"| {option.help} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(reference_markdown(), end="")

@@ -20,7 +20,7 @@ from pylb.config import Bind, Config
 from pylb.core.errors import ConfigError
 from pylb.core.models import Backend, Snapshot
 from pylb.core.pool import Pool, SwapResult
-from pylb.net.httpproxy import ClientConnection, HttpContext, Observer
+from pylb.net.httpproxy import ClientConnection, HttpContext, Observer, Phase
 from pylb.net.stream import FastStream, accept, dial, listen_socket
 from pylb.net.timers import Watchdog
 from pylb.net.upstream import Dialer, Upstream
@@ -71,6 +71,8 @@ class Balancer:
         self._contexts: list[HttpContext] = []
         self._limit = trio.Semaphore(config.maxconn)
         self.watchdog = Watchdog()
+        self._accepting = trio.CancelScope()
+        self._all_closed: trio.Event | None = None
         self.connections = 0
 
     @property
@@ -114,6 +116,7 @@ class Balancer:
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.watchdog.run)
+                accept_nursery = await nursery.start(self._accept_nursery)
                 for bind, sock in zip(self.config.binds, sockets, strict=True):
                     host, port = sock.getsockname()[:2]
                     address = BoundAddress(bind.scheme, host, port)
@@ -128,13 +131,36 @@ class Balancer:
                     )
                     self.addresses.append(address)
                     self._contexts.append(ctx)
-                    nursery.start_soon(self._accept_loop, sock, ctx, nursery)
+                    accept_nursery.start_soon(self._accept_loop, sock, ctx, nursery)
                 task_status.started(list(self.addresses))
         finally:
             for sock in sockets:
                 trio.lowlevel.notify_closing(sock)
                 sock.close()
             self.upstream.close_idle()
+
+    async def _accept_nursery(self, *, task_status: trio.TaskStatus[trio.Nursery]) -> None:
+        with self._accepting:
+            async with trio.open_nursery() as nursery:
+                task_status.started(nursery)
+                await trio.sleep_forever()
+
+    async def drain(self, grace: float) -> bool:
+        """Stop accepting; let requests in flight finish (their responses say
+        ``Connection: close``) and close idle keep-alive connections. Returns
+        True when every connection ended within ``grace`` seconds."""
+        self._accepting.cancel()
+        for ctx in self._contexts:
+            ctx.closing = True
+        for item in self.watchdog.items():
+            if isinstance(item, ClientConnection) and item.phase == Phase.IDLE:
+                item.scope.cancel()
+        self._all_closed = trio.Event()
+        if self.connections == 0:
+            self._all_closed.set()
+        with trio.move_on_after(grace):
+            await self._all_closed.wait()
+        return self._all_closed.is_set()
 
     async def serve_stream(
         self, stream: trio.abc.Stream, client: tuple[str, int], scheme: str = "http", port: int = 80
@@ -188,6 +214,8 @@ class Balancer:
         finally:
             self.connections -= 1
             self._limit.release()
+            if self.connections == 0 and self._all_closed is not None:
+                self._all_closed.set()
 
 
 def _merge(counters: object) -> dict[int, int]:

@@ -33,6 +33,9 @@ class Watchdog:
     def unwatch(self, item: Watched) -> None:
         self._watched.discard(item)
 
+    def items(self) -> list[Watched]:
+        return list(self._watched)
+
     def __len__(self) -> int:
         return len(self._watched)
 
