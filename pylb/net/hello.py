@@ -4,9 +4,11 @@ Owns: answering every request with its name in the body and in an
 ``X-Served-By`` header (the tutum/hello-world stand-in used by the demo,
 tests, benchmarks and the image). Must not know: the balancer.
 
-It reads request bodies (Content-Length or chunked) before answering, keeps
-connections alive, and answers HEAD without a body. ``delay`` makes it slow
-on purpose (for leastconn demonstrations and tests).
+It reads request bodies (Content-Length or chunked) before answering and
+says how many bytes it read (``X-Request-Bytes``), keeps connections alive,
+and answers HEAD without a body. ``GET /bytes/N`` answers N bytes (for
+streaming tests and benchmarks). ``delay`` makes it slow on purpose (for
+leastconn demonstrations and tests).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import trio
 
 from pylb.core.errors import ProxyError
 from pylb.core.framing import ChunkedScanner
-from pylb.core.http1 import CHUNKED, LENGTH, find_head_end, parse_request
+from pylb.core.http1 import CHUNKED, LENGTH, Head, find_head_end, parse_request
 from pylb.core.policy import error_response
 from pylb.net.stream import RECEIVE_SIZE, FastStream, accept, listen_socket
 
@@ -56,16 +58,29 @@ class HelloServer:
             trio.lowlevel.notify_closing(sock)
             sock.close()
 
-    def _answer(self, method: bytes, keep_alive: bool) -> bytes:
-        body = f"Hello from {self.name}\n".encode()
-        head = (
+    def _head(self, length: int, received: int, keep_alive: bool) -> bytes:
+        return (
             b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: "
-            + str(len(body)).encode()
+            + str(length).encode()
             + b"\r\nX-Served-By: "
             + str(self.name).encode()
+            + (b"\r\nX-Request-Bytes: %d" % received if received else b"")
             + (b"\r\n\r\n" if keep_alive else b"\r\nConnection: close\r\n\r\n")
         )
-        return head if method == b"HEAD" else head + body
+
+    async def _answer(self, stream: FastStream, head: Head, received: int) -> None:
+        size = _bytes_asked(head.target)
+        if size is None:
+            body = f"Hello from {self.name}\n".encode()
+            out = self._head(len(body), received, head.keep_alive)
+            await stream.send_all(out if head.method == b"HEAD" else out + body)
+            return
+        await stream.send_all(self._head(size, received, head.keep_alive))
+        if head.method != b"HEAD":
+            block = b"x" * RECEIVE_SIZE
+            while size > 0:
+                await stream.send_all(block if size >= len(block) else block[:size])
+                size -= len(block)
 
     async def _serve(self, stream: FastStream) -> None:
         buf = b""
@@ -79,11 +94,11 @@ class HelloServer:
                     buf += data
                     end = find_head_end(buf)
                 head = parse_request(buf[:end])
-                buf = await _skip_body(stream, buf[end:], head.framing, head.length)
+                buf, received = await _skip_body(stream, buf[end:], head.framing, head.length)
                 self.requests += 1
                 if self.delay:
                     await trio.sleep(self.delay)
-                await stream.send_all(self._answer(head.method, head.keep_alive))
+                await self._answer(stream, head, received)
                 if not head.keep_alive:
                     return
         except ProxyError as exc:
@@ -94,25 +109,35 @@ class HelloServer:
             stream.close()
 
 
-async def _skip_body(stream: FastStream, buf: bytes, framing: int, length: int) -> bytes:
-    """Read and drop a request body; return what follows it."""
+def _bytes_asked(target: bytes) -> int | None:
+    if not target.startswith(b"/bytes/"):
+        return None
+    digits = target[7:].partition(b"?")[0]
+    return int(digits) if digits.isdigit() and len(digits) < 13 else None
+
+
+async def _skip_body(stream: FastStream, buf: bytes, framing: int, length: int) -> tuple[bytes, int]:
+    """Read and drop a request body; return what follows it and the size of
+    the body as it came on the wire."""
     if framing == LENGTH:
         if len(buf) >= length:
-            return buf[length:]
+            return buf[length:], length
         left = length - len(buf)
         while left:
             data = await stream.receive_some(min(RECEIVE_SIZE, left))
             if not data:
                 raise trio.BrokenResourceError("client closed mid-body")
             left -= len(data)
-        return b""
+        return b"", length
     if framing == CHUNKED:
         scanner = ChunkedScanner(ProxyError)
+        total = 0
         while True:
             used = scanner.feed(buf)
+            total += used
             if scanner.done:
-                return buf[used:]
+                return buf[used:], total
             buf = await stream.receive_some(RECEIVE_SIZE)
             if not buf:
                 raise trio.BrokenResourceError("client closed mid-body")
-    return buf
+    return buf, 0

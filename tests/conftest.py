@@ -1,0 +1,73 @@
+"""Shared helpers: pylb as a real subprocess, started without sleep-and-poll."""
+
+from __future__ import annotations
+
+import os
+import re
+import selectors
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+
+@dataclass
+class Running:
+    proc: subprocess.Popen[str]
+    url: str
+    port: int
+    lines: list[str]
+
+    def peak_rss_kib(self) -> int:
+        with open(f"/proc/{self.proc.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+        raise AssertionError("no VmHWM")
+
+
+def read_until(proc: subprocess.Popen[str], pattern: str, timeout: float = 20.0) -> tuple[re.Match[str], list[str]]:
+    """Read the process's stderr line by line until ``pattern`` matches."""
+    assert proc.stderr is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stderr, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if not selector.select(deadline - time.monotonic()):
+                break
+            line = proc.stderr.readline()
+            if not line:
+                break
+            lines.append(line)
+            match = re.search(pattern, line)
+            if match:
+                return match, lines
+    raise AssertionError(f"{pattern!r} not seen; stderr was:\n{''.join(lines)}")
+
+
+@contextmanager
+def run_pylb(*args: str, env: dict[str, str] | None = None) -> Iterator[Running]:
+    """``python -m pylb ARGS`` until the block ends (SIGTERM, then kill)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pylb", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    try:
+        match, lines = read_until(proc, r"listening on (http://[\d.]+:(\d+))")
+        yield Running(proc, match.group(1), int(match.group(2)), lines)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        assert proc.stderr is not None
+        proc.stderr.close()
