@@ -7,16 +7,35 @@ library installs no signal handler and configures no logging).
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import trio
 
 from pylb.config import Bind, Config
+from pylb.core.errors import ConfigError
 from pylb.core.models import Backend, parse_balance
 from pylb.core.timeouts import Timeouts
 from pylb.net.httpproxy import Observer
 from pylb.net.server import Balancer
+from pylb.tls import CertBundle, parse_pem_bundle
+
+
+def _tls_material(tls: object) -> tuple[ssl.SSLContext | None, CertBundle | None]:
+    """Accept what a test has at hand: a context, PEM, or trustme objects."""
+    if tls is None or isinstance(tls, ssl.SSLContext):
+        return tls, None
+    if hasattr(tls, "issue_cert"):  # a trustme CA
+        tls = tls.issue_cert("localhost", "127.0.0.1", "::1")
+    pem = getattr(tls, "private_key_and_cert_chain_pem", None)  # a trustme LeafCert
+    if pem is not None:
+        tls = pem.bytes()
+    if isinstance(tls, bytes):
+        tls = tls.decode("ascii", "replace")
+    if not isinstance(tls, str):
+        raise ConfigError(f"tls: expected an SSLContext, PEM text or a trustme object, not {type(tls).__name__}")
+    return None, parse_pem_bundle(tls, "tls")
 
 
 @asynccontextmanager
@@ -28,23 +47,37 @@ async def open_balancer(
     timeouts: Timeouts | None = None,
     maxconn: int = 4096,
     observer: Observer | None = None,
+    tls: object = None,
+    force_ssl: bool = False,
+    hsts_max_age: int = 0,
 ) -> AsyncIterator[Balancer]:
     """Run a balancer for the duration of the ``async with`` block.
 
     ``backends`` are ``Backend`` objects or ``"HOST:PORT[,weight=N]"`` text;
-    ``bind`` one or more ``[http://]ADDR:PORT`` (port 0 picks a free port).
+    ``bind`` one or more ``[http[s]://]ADDR:PORT`` (port 0 picks a free port).
+    ``tls`` turns on https: an ``ssl.SSLContext``, PEM text (key and chain),
+    a trustme ``LeafCert``, or a trustme ``CA`` (which then issues a
+    certificate for localhost, 127.0.0.1 and ::1). With ``tls`` and no https
+    address in ``bind``, pylb also listens on ``https://127.0.0.1:0``
+    (``lb.https_url``).
     The yielded Balancer has ``url``, ``urls``, ``set_backends()`` and
     ``statistics()``. Leaving the block closes listeners and connections.
     Raises ConfigError (or its subclass BindError) for bad input."""
-    binds = (bind,) if isinstance(bind, str) else tuple(bind)
+    binds = tuple(Bind.parse(b, "bind") for b in ((bind,) if isinstance(bind, str) else bind))
+    context, bundle = _tls_material(tls)
+    if tls is not None and not any(b.scheme == "https" for b in binds):
+        binds += (Bind("https", "127.0.0.1", 0),)
     config = Config(
-        binds=tuple(Bind.parse(b, "bind") for b in binds),
+        binds=binds,
+        ssl_cert=bundle,
+        force_ssl=force_ssl,
+        hsts_max_age=hsts_max_age,
         backends=tuple(b if isinstance(b, Backend) else Backend.parse(b, "backends") for b in backends),
         balance=parse_balance(balance, "balance"),
         timeouts=timeouts or Timeouts(),
         maxconn=maxconn,
     )
-    lb = Balancer(config, observer=observer)
+    lb = Balancer(config, observer=observer, tls=context)
     async with trio.open_nursery() as nursery:
         await nursery.start(lb.run)
         try:

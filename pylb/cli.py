@@ -36,9 +36,12 @@ def _balancer_parser() -> argparse.ArgumentParser:
         prog="pylb",
         description="A load balancer for containers. Subcommands: 'pylb demo' (a balancer in front of three "
         "built-in backends) and 'pylb hello' (a backend that says who it is).",
-        epilog="Every option also reads the environment variable named in brackets; a flag wins over it.",
+        epilog="Every option also reads the environment variable named in brackets; a flag wins over it. "
+        "SSL_CERT and DEFAULT_SSL_CERT (PEM text) are read from the environment only.",
     )
     for option in cfg.OPTIONS:
+        if option.flag is None:
+            continue
         env = f" [{option.env}]" if option.env else ""
         parser.add_argument(
             option.flag,

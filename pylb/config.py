@@ -19,8 +19,10 @@ from typing import Any
 from pylb.core.errors import ConfigError
 from pylb.core.models import Backend, parse_balance, split_host_port
 from pylb.core.timeouts import Timeouts, parse_duration
+from pylb.tls import CertBundle, bundle_from_file, bundles_from_folder, parse_pem_bundle
 
-SCHEMES = ("http",)
+SCHEMES = ("http", "https")
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,13 +52,47 @@ class Bind:
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    binds: tuple[Bind, ...] = (Bind("http", "0.0.0.0", 80),)
+    """Everything pylb is told. ``binds`` empty means the defaults: port 80,
+    and 443 as well when a certificate is configured (``listeners``)."""
+
+    binds: tuple[Bind, ...] = ()
     backends: tuple[Backend, ...] = ()
     balance: str = "roundrobin"
     maxconn: int = 4096
     timeouts: Timeouts = field(default_factory=Timeouts)
     access_log: bool = False
     grace: float = 10.0
+    ssl_cert_files: tuple[CertBundle, ...] = ()
+    default_ssl_cert: CertBundle | None = None
+    ssl_cert: CertBundle | None = None
+    cert_folder: tuple[CertBundle, ...] = ()
+    force_ssl: bool = False
+    hsts_max_age: int = 0
+
+    @property
+    def certificates(self) -> tuple[CertBundle, ...]:
+        """Every configured certificate, the default (the one a client that
+        sends no matching name gets) first: --ssl-cert files, then
+        DEFAULT_SSL_CERT, SSL_CERT, then CERT_FOLDER's files."""
+        seen: dict[str, CertBundle] = {}
+        for bundle in (*self.ssl_cert_files, self.default_ssl_cert, self.ssl_cert, *self.cert_folder):
+            if bundle is not None:
+                seen.setdefault(bundle.fingerprint, bundle)
+        return tuple(seen.values())
+
+    @property
+    def listeners(self) -> tuple[Bind, ...]:
+        if self.binds:
+            return self.binds
+        http = Bind("http", "0.0.0.0", 80)
+        return (http, Bind("https", "0.0.0.0", 443)) if self.certificates else (http,)
+
+    def check(self) -> Config:
+        """Raise ConfigError for settings that contradict each other."""
+        for bind in self.listeners:
+            if bind.scheme == "https" and not self.certificates:
+                raise ConfigError(f"--bind {bind}: no certificate for https (set SSL_CERT or pass --ssl-cert FILE)")
+        return self
 
     def with_changes(self, **changes: Any) -> Config:
         return replace(self, **changes)
@@ -92,7 +128,7 @@ class Option:
     ``repeat`` options take the flag many times, or a list in the env var."""
 
     dest: str
-    flag: str
+    flag: str | None
     env: str | None
     metavar: str
     help: str
@@ -152,6 +188,62 @@ OPTIONS: tuple[Option, ...] = (
         "connect 5000, client 50000, server 50000",
     ),
     Option(
+        "ssl_cert_files",
+        "--ssl-cert",
+        "PYLB_SSL_CERT_FILES",
+        "FILE",
+        "A PEM file holding a private key and its certificate chain; repeat for several (SNI picks).",
+        bundle_from_file,
+        "/run/secrets/site.pem",
+        repeat=True,
+    ),
+    Option(
+        "default_ssl_cert",
+        None,
+        "DEFAULT_SSL_CERT",
+        "PEM",
+        "The default certificate as PEM text (key and chain; newlines may be written as \\n). "
+        "Wins over SSL_CERT as the default.",
+        parse_pem_bundle,
+        '"$(awk 1 ORS=\'\\\\n\' cert.pem)"',
+    ),
+    Option(
+        "ssl_cert",
+        None,
+        "SSL_CERT",
+        "PEM",
+        "A certificate as PEM text (key and chain; newlines may be written as \\n), as tutum/haproxy took it.",
+        parse_pem_bundle,
+        '"$(awk 1 ORS=\'\\\\n\' cert.pem)"',
+    ),
+    Option(
+        "cert_folder",
+        "--cert-folder",
+        "CERT_FOLDER",
+        "DIR",
+        "Every *.pem file in DIR is a certificate (key and chain).",
+        lambda text, what: tuple(bundles_from_folder(text.strip(), what)),
+        "/certs",
+    ),
+    Option(
+        "force_ssl",
+        "--force-ssl",
+        "FORCE_SSL",
+        "BOOL",
+        "Redirect plain-HTTP requests to https (301 for GET and HEAD, 308 otherwise).",
+        parse_bool,
+        "true",
+    ),
+    Option(
+        "hsts_max_age",
+        "--hsts-max-age",
+        "HSTS_MAX_AGE",
+        "SECONDS",
+        "Add Strict-Transport-Security: max-age=SECONDS to https responses (0: off).",
+        _parse_int(0, 10 * 365 * 86400),
+        "31536000",
+    ),
+    Option(
         "access_log",
         "--access-log",
         "PYLB_ACCESS_LOG",
@@ -183,7 +275,7 @@ def from_sources(given: Mapping[str, Sequence[str] | str | None], env: Mapping[s
     values = defaults()
     for option in OPTIONS:
         raw = given.get(option.dest)
-        if raw is not None:
+        if raw is not None and option.flag is not None:
             what = option.flag
         elif option.env is not None and env.get(option.env, "").strip():
             what, raw = option.env, env[option.env]
@@ -197,7 +289,7 @@ def from_sources(given: Mapping[str, Sequence[str] | str | None], env: Mapping[s
         else:
             assert isinstance(raw, str)
             values[option.dest] = option.parse(raw, what)
-    return Config(**values)
+    return Config(**values).check()
 
 
 def reference_markdown() -> str:
@@ -205,7 +297,7 @@ def reference_markdown() -> str:
     rows = [
         "# Configuration reference",
         "",
-        "Generated from `pylb/config.py` (`python -m pylb.config > docs/configuration.md`); a test keeps",
+        "Generated from `pylb/config.py` by `scripts/gen-config-reference`; a test keeps",
         "this file equal to the code. Precedence: a flag, then its environment variable, then the default.",
         "",
         "| flag | env | default | example | meaning |",
@@ -214,16 +306,15 @@ def reference_markdown() -> str:
     base = defaults()
     for option in OPTIONS:
         default = base[option.dest]
-        if isinstance(default, tuple):
-            default = " ".join(str(d) for d in default) or "(none)"
+        if option.dest == "binds":
+            default = "http://0.0.0.0:80, and https://0.0.0.0:443 when a certificate is set"
+        elif isinstance(default, tuple) or default is None:
+            default = " ".join(str(d) for d in default or ()) or "(none)"
         elif hasattr(default, "__dataclass_fields__"):
             default = ", ".join(f"{k} {getattr(default, k):g}s" for k in default.__dataclass_fields__)
+        flag = f"`{option.flag} {option.metavar}`" if option.flag else "(env only)"
         rows.append(
-            f"| `{option.flag} {option.metavar}` | `{option.env or '-'}` | {default} | `{option.example}` "
+            f"| {flag} | `{option.env or '-'}` | {default} | `{option.example}` "
             f"| {option.help} |"
         )
     return "\n".join(rows) + "\n"
-
-
-if __name__ == "__main__":
-    print(reference_markdown(), end="")

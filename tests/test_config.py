@@ -11,7 +11,7 @@ DOCS = pathlib.Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 
 
 def test_reference_in_docs_matches_the_code() -> None:
-    assert DOCS.read_text() == cfg.reference_markdown(), "run: python -m pylb.config > docs/configuration.md"
+    assert DOCS.read_text() == cfg.reference_markdown(), "run: scripts/gen-config-reference"
 
 
 def test_flag_wins_over_env_which_wins_over_default() -> None:

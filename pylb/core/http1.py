@@ -29,8 +29,18 @@ MAX_URL = 8 * 1024
 _TOKEN = rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+"
 _VALUE = rb"[\x21-\x7e\x80-\xff](?:[ \t\x21-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?"
 _FIELD = rb"(" + _TOKEN + rb"):[ \t]*(" + _VALUE + rb")?[ \t]*\r\n"
-_FIELDS_RE = re.compile(rb"(?:" + _FIELD + rb")*")
 _FIELD_RE = re.compile(_FIELD)
+# Equivalent to ``(?:_FIELD)*`` (a field value is any run of SP, HTAB, VCHAR
+# and obs-text once its surrounding whitespace is trimmed) but three times
+# faster, as it needs no backtracking.
+_FIELDS_RE = re.compile(rb"(?:" + _TOKEN + rb":[\t\x20-\x7e\x80-\xff]*\r\n)*")
+# The fields pylb acts on, found in one C-level pass; the others are left
+# alone and only split out (``Head.fields``) when the head must be rewritten.
+_SPECIAL_RE = re.compile(
+    rb"\n(content-length|transfer-encoding|connection|host|expect|keep-alive|te|trailer|upgrade"
+    rb"|proxy-[-a-z]*|x-forwarded-[-a-z]*):[ \t]*([^\r]*?)[ \t]*\r",
+    re.IGNORECASE,
+)
 _REQUEST_LINE_RE = re.compile(rb"(" + _TOKEN + rb") ([\x21-\x7e]+) HTTP/1\.([01])\r\n")
 _STATUS_LINE_RE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: [ \t\x21-\x7e\x80-\xff]*)?\r\n")
 
@@ -49,9 +59,9 @@ HOP_BY_HOP = frozenset(
     }
 )
 SPOOFABLE = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-port", b"x-forwarded-host"})
-_REWRITE = HOP_BY_HOP | SPOOFABLE
 
 NO_BODY, LENGTH, CHUNKED, UNTIL_CLOSE = 0, 1, 2, 3
+_KEEP_ALIVE = frozenset({b"keep-alive"})
 
 
 class Head:
@@ -61,7 +71,6 @@ class Head:
     __slots__ = (
         "connection",
         "expect_continue",
-        "fields",
         "framing",
         "host",
         "keep_alive",
@@ -70,6 +79,7 @@ class Head:
         "minor",
         "needs_rewrite",
         "raw",
+        "start",
         "status",
         "target",
     )
@@ -80,7 +90,7 @@ class Head:
         self.target = b""
         self.minor = 1
         self.status = 0
-        self.fields: list[tuple[bytes, bytes]] = []
+        self.start = 0  # where the header fields begin in ``raw``
         self.framing = NO_BODY
         self.length = 0
         self.keep_alive = True
@@ -88,6 +98,11 @@ class Head:
         self.connection: frozenset[bytes] = frozenset()
         self.needs_rewrite = False
         self.expect_continue = False
+
+    @property
+    def fields(self) -> list[tuple[bytes, bytes]]:
+        """(name, value) pairs as sent, in order (values trimmed)."""
+        return _FIELD_RE.findall(self.raw, self.start, len(self.raw) - 2)
 
     def get(self, name: bytes) -> list[bytes]:
         """Every value of header ``name`` (lowercase), in order."""
@@ -159,19 +174,14 @@ def _parse_fields(head: Head, raw: bytes, start: int, error: type[ProxyError]) -
         if error is BadGateway:
             raise BadGateway("backend sent an invalid header line")
         raise BadRequest(_h11_verdict(raw, h11.SERVER, "invalid header line"))
-    fields = _FIELD_RE.findall(raw, start, block_end)
-    if len(fields) > MAX_HEADERS:
+    if raw.count(b"\n", start) > MAX_HEADERS + 1:
         raise HeadTooLarge(f"more than {MAX_HEADERS} header lines")
-    head.fields = [(n, v) for n, v in fields]
-    connection: set[bytes] = set()
+    head.start = start
+    connection: frozenset[bytes] = frozenset()
     cl: list[bytes] = []
     te: list[bytes] = []
-    for name, value in head.fields:
+    for name, value in _SPECIAL_RE.findall(raw, start - 1, block_end + 1):
         lname = name.lower()
-        if lname in _REWRITE:
-            head.needs_rewrite = True
-            if lname == b"connection":
-                connection.update(t.strip().lower() for t in value.split(b","))
         if lname == b"content-length":
             cl.append(value)
         elif lname == b"transfer-encoding":
@@ -180,13 +190,22 @@ def _parse_fields(head: Head, raw: bytes, start: int, error: type[ProxyError]) -
             if head.host is not None:
                 raise error("two Host headers")
             head.host = value
-        elif lname == b"expect" and value.lower() == b"100-continue":
-            head.expect_continue = True
-    head.connection = frozenset(connection)
+        elif lname == b"expect":
+            head.expect_continue = value.lower() == b"100-continue"
+        elif lname == b"connection":
+            tokens = frozenset(t.strip().lower() for t in value.split(b","))
+            connection |= tokens
+            # "Connection: keep-alive" alone says what HTTP/1.1 means anyway:
+            # the head can go on unchanged.
+            head.needs_rewrite |= tokens != _KEEP_ALIVE
+        else:
+            head.needs_rewrite = True
+    head.connection = connection
     if head.minor == 1:
         head.keep_alive = b"close" not in connection
     else:
         head.keep_alive = b"keep-alive" in connection
+        head.needs_rewrite |= bool(connection)
     _framing_headers(head, cl, te, error)
 
 

@@ -56,11 +56,12 @@ def request_head_out(head: Head, suffix: bytes, client_ip: bytes, upgrade: bool 
     return b"".join(lines)
 
 
-def response_head_out(head: Head, client_minor: int, keep_alive: bool) -> bytes:
-    """The head to send to the client: hop-by-hop headers stripped and the
-    Connection header saying whether this client connection stays open."""
+def response_head_out(head: Head, client_minor: int, keep_alive: bool, extra: bytes = b"") -> bytes:
+    """The head to send to the client: hop-by-hop headers stripped, the
+    Connection header saying whether this client connection stays open, and
+    ``extra`` header lines (CRLF-terminated) added."""
     if not head.needs_rewrite and keep_alive and client_minor == 1:
-        return head.raw
+        return head.raw[:-2] + extra + b"\r\n" if extra else head.raw
     drop = HOP_BY_HOP | head.connection
     lines = [head.raw[: head.raw.index(b"\r\n") + 2]]
     switching = head.status == 101
@@ -75,8 +76,36 @@ def response_head_out(head: Head, client_minor: int, keep_alive: bool) -> bytes:
         lines.append(b"Connection: close\r\n")
     elif client_minor == 0:
         lines.append(b"Connection: keep-alive\r\n")
-    lines.append(b"\r\n")
+    lines += (extra, b"\r\n")
     return b"".join(lines)
+
+
+def hsts_header(max_age: int) -> bytes:
+    """The Strict-Transport-Security line for https responses (empty when 0)."""
+    return b"Strict-Transport-Security: max-age=%d\r\n" % max_age if max_age else b""
+
+
+def https_redirect(head: Head, https_port: int, keep_alive: bool) -> bytes | None:
+    """The redirect a plain-HTTP request gets under FORCE_SSL: 301 for GET and
+    HEAD, 308 (method and body kept) otherwise; host and path kept. None when
+    the request names no host to redirect to."""
+    if head.host is None:
+        return None
+    host = head.host
+    host = host[: host.index(b"]") + 1] if host.startswith(b"[") else host.partition(b":")[0]
+    port = b"" if https_port == 443 else b":%d" % https_port
+    target = head.target
+    if target.startswith((b"http://", b"https://")):  # absolute form: keep only the path
+        parts = target.split(b"/", 3)
+        target = b"/" + parts[3] if len(parts) > 3 else b"/"
+    elif not target.startswith(b"/"):
+        target = b"/"
+    location = b"https://" + host + port + target
+    status = b"301 Moved Permanently" if head.method in (b"GET", b"HEAD") else b"308 Permanent Redirect"
+    return (
+        b"HTTP/1.1 " + status + b"\r\nLocation: " + location + b"\r\nContent-Length: 0\r\nServer: pylb\r\n"
+        + (b"Connection: keep-alive\r\n\r\n" if keep_alive else b"Connection: close\r\n\r\n")
+    )
 
 
 def error_response(status: int, reason: str, detail: str, keep_alive: bool = False, head_only: bool = False) -> bytes:

@@ -7,7 +7,8 @@ tests, benchmarks and the image). Must not know: the balancer.
 It reads request bodies (Content-Length or chunked) before answering and
 says how many bytes it read (``X-Request-Bytes``), keeps connections alive,
 and answers HEAD without a body. ``GET /bytes/N`` answers N bytes (for
-streaming tests and benchmarks). ``delay`` makes it slow on purpose (for
+streaming tests and benchmarks); ``/headers`` answers with the request head
+it received (to see what a proxy in front of it added or removed). ``delay`` makes it slow on purpose (for
 leastconn demonstrations and tests).
 """
 
@@ -71,7 +72,7 @@ class HelloServer:
     async def _answer(self, stream: FastStream, head: Head, received: int) -> None:
         size = _bytes_asked(head.target)
         if size is None:
-            body = f"Hello from {self.name}\n".encode()
+            body = head.raw if head.target.startswith(b"/headers") else f"Hello from {self.name}\n".encode()
             out = self._head(len(body), received, head.keep_alive)
             await stream.send_all(out if head.method == b"HEAD" else out + body)
             return

@@ -28,7 +28,13 @@ from pylb.core.errors import BadGateway, BadRequest, GatewayTimeout, NoBackend, 
 from pylb.core.framing import ChunkedScanner
 from pylb.core.http1 import CHUNKED, LENGTH, NO_BODY, UNTIL_CLOSE, Head, find_head_end, parse_request, parse_response
 from pylb.core.models import Backend
-from pylb.core.policy import error_response, forwarded_suffix, request_head_out, response_head_out
+from pylb.core.policy import (
+    error_response,
+    forwarded_suffix,
+    https_redirect,
+    request_head_out,
+    response_head_out,
+)
 from pylb.core.pool import Pool
 from pylb.core.timeouts import Timeouts
 from pylb.net.stream import RECEIVE_SIZE, FastStream
@@ -75,6 +81,8 @@ class HttpContext:
     port: int = 80
     route: Router = field(default=lambda head: None)
     observer: Observer | None = None
+    redirect_port: int | None = None  # FORCE_SSL on a plain listener: the https port
+    extra_response: bytes = b""  # header lines added to every response (HSTS on https)
     closing: bool = False
     requests: int = 0
     errors: dict[int, int] = field(default_factory=dict)
@@ -195,6 +203,8 @@ class ClientConnection:
         if head.method == b"CONNECT":
             raise BadRequest("CONNECT is not supported: pylb is a reverse proxy")
         ctx = self.ctx
+        if ctx.redirect_port is not None:
+            return await self._redirect(head, ctx.redirect_port)
         state = ctx.pool.acquire(ctx.route(head))
         self.backend = state.backend
         failed = True
@@ -207,6 +217,15 @@ class ClientConnection:
             raise
         finally:
             ctx.pool.release(state, failed)
+
+    async def _redirect(self, head: Head, port: int) -> bool:
+        keep = head.keep_alive and head.framing == NO_BODY and not self.ctx.closing
+        answer = https_redirect(head, port, keep)
+        if answer is None:
+            raise BadRequest("no Host to redirect to https")
+        self.status = int(answer[9:12])
+        await self._to_client(answer)
+        return keep
 
     async def _forward(self, head: Head, backend: Backend) -> bool:
         out = request_head_out(head, self.suffix, self.client_ip)
@@ -315,7 +334,7 @@ class ClientConnection:
         if not request_done and pump is not None and not pump.done:
             keep_client = False
         self.status = rhead.status
-        out = response_head_out(rhead, head.minor, keep_client)
+        out = response_head_out(rhead, head.minor, keep_client, ctx.extra_response)
         self.phase = Phase.RESPONSE_BODY
         self.response_started = True
         framing = rhead.framing

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import logging
 import socket as stdsocket
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,11 +20,13 @@ import trio
 from pylb.config import Bind, Config
 from pylb.core.errors import ConfigError
 from pylb.core.models import Backend, Snapshot
+from pylb.core.policy import hsts_header
 from pylb.core.pool import Pool, SwapResult
 from pylb.net.httpproxy import ClientConnection, HttpContext, Observer, Phase
 from pylb.net.stream import FastStream, accept, dial, listen_socket
 from pylb.net.timers import Watchdog
 from pylb.net.upstream import Dialer, Upstream
+from pylb.tls import CertBundle, CertStore, parse_pem_bundle, server_context
 
 log = logging.getLogger("pylb")
 
@@ -59,9 +62,20 @@ class Balancer:
     or use ``pylb.open_balancer`` which does both."""
 
     def __init__(
-        self, config: Config, pool: Pool | None = None, observer: Observer | None = None, dialer: Dialer = dial
+        self,
+        config: Config,
+        pool: Pool | None = None,
+        observer: Observer | None = None,
+        dialer: Dialer = dial,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
-        self.config = config
+        self.config = config.check() if tls is None else config
+        certificates = config.certificates
+        self.certs: CertStore | None = server_context(certificates[0], certificates[1:]) if certificates else None
+        for bundle in certificates:
+            if bundle.expired:
+                log.warning("certificate %s expired on %s; clients will refuse it", bundle.label, bundle.not_after)
+        self.tls_context = tls if tls is not None else self.certs.context if self.certs else None
         if pool is None:
             pool = Pool(Snapshot.of_backends(config.backends, config.balance) if config.backends else None)
         self.pool = pool
@@ -81,6 +95,11 @@ class Balancer:
         return self.addresses[0].url
 
     @property
+    def https_url(self) -> str:
+        """The URL of the first https listener."""
+        return next(a.url for a in self.addresses if a.scheme == "https")
+
+    @property
     def urls(self) -> list[str]:
         return [a.url for a in self.addresses]
 
@@ -97,6 +116,15 @@ class Balancer:
         parsed = tuple(b if isinstance(b, Backend) else Backend.parse(b, "set_backends") for b in backends)
         return self.swap(Snapshot.of_backends(parsed, self.config.balance))
 
+    def add_certificate(self, certificate: CertBundle | str) -> CertBundle:
+        """Serve another certificate (PEM text or a parsed bundle) to clients
+        whose SNI names it, from the next handshake on; no listener restarts."""
+        bundle = certificate if isinstance(certificate, CertBundle) else parse_pem_bundle(certificate, "certificate")
+        if self.certs is None:
+            raise ConfigError("add_certificate: this balancer has no https listener built from certificates")
+        self.certs.add(bundle)
+        return bundle
+
     def statistics(self) -> dict[str, object]:
         return {
             "addresses": [a.url for a in self.addresses],
@@ -112,23 +140,18 @@ class Balancer:
 
     async def run(self, *, task_status: trio.TaskStatus[list[BoundAddress]] = trio.TASK_STATUS_IGNORED) -> None:
         """Bind every listener, report the bound addresses, serve forever."""
-        sockets = [self._bind(bind) for bind in self.config.binds]
+        listeners = self.config.listeners
+        sockets = [self._bind(bind) for bind in listeners]
+        ports = [sock.getsockname()[1] for sock in sockets]
+        https_port = next((p for b, p in zip(listeners, ports, strict=True) if b.scheme == "https"), 443)
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.watchdog.run)
                 accept_nursery = await nursery.start(self._accept_nursery)
-                for bind, sock in zip(self.config.binds, sockets, strict=True):
+                for bind, sock in zip(listeners, sockets, strict=True):
                     host, port = sock.getsockname()[:2]
                     address = BoundAddress(bind.scheme, host, port)
-                    ctx = HttpContext(
-                        self.pool,
-                        self.upstream,
-                        self.config.timeouts,
-                        self.watchdog,
-                        bind.scheme,
-                        port,
-                        observer=self.observer,
-                    )
+                    ctx = self._context(bind.scheme, port, https_port)
                     self.addresses.append(address)
                     self._contexts.append(ctx)
                     accept_nursery.start_soon(self._accept_loop, sock, ctx, nursery)
@@ -138,6 +161,20 @@ class Balancer:
                 trio.lowlevel.notify_closing(sock)
                 sock.close()
             self.upstream.close_idle()
+
+    def _context(self, scheme: str, port: int, https_port: int = 443) -> HttpContext:
+        config = self.config
+        return HttpContext(
+            self.pool,
+            self.upstream,
+            config.timeouts,
+            self.watchdog,
+            scheme,
+            port,
+            observer=self.observer,
+            redirect_port=https_port if config.force_ssl and scheme == "http" else None,
+            extra_response=hsts_header(config.hsts_max_age) if scheme == "https" else b"",
+        )
 
     async def _accept_nursery(self, *, task_status: trio.TaskStatus[trio.Nursery]) -> None:
         with self._accepting:
@@ -207,7 +244,12 @@ class Balancer:
     async def _handle(self, sock: stdsocket.socket, address: tuple[str, int], ctx: HttpContext) -> None:
         self.connections += 1
         try:
-            await ClientConnection(FastStream(sock), address, ctx).run()
+            stream: trio.abc.Stream = FastStream(sock)
+            if ctx.proto == "https":
+                stream = await self._handshake(stream, address)
+            await ClientConnection(stream, address, ctx).run()
+        except _HandshakeFailed:
+            sock.close()
         except Exception:
             log.exception("internal error on a connection from %s; connection closed", address[0])
             sock.close()
@@ -216,6 +258,24 @@ class Balancer:
             self._limit.release()
             if self.connections == 0 and self._all_closed is not None:
                 self._all_closed.set()
+
+
+    async def _handshake(self, stream: trio.abc.Stream, address: tuple[str, int]) -> trio.SSLStream[trio.abc.Stream]:
+        assert self.tls_context is not None
+        tls = trio.SSLStream(stream, self.tls_context, server_side=True, https_compatible=True)
+        with trio.move_on_after(self.config.timeouts.handshake):
+            try:
+                await tls.do_handshake()
+            except trio.BrokenResourceError as exc:
+                log.debug("TLS handshake with %s failed: %s", address[0], exc.__cause__ or exc)
+                raise _HandshakeFailed() from None
+            return tls
+        log.debug("TLS handshake with %s timed out", address[0])
+        raise _HandshakeFailed()
+
+
+class _HandshakeFailed(Exception):
+    pass
 
 
 def _merge(counters: object) -> dict[int, int]:
