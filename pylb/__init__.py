@@ -6,7 +6,8 @@ This module only re-exports the public API; ``tests/test_exports.py`` pins it.
 from pylb.api import open_balancer
 from pylb.config import Bind, Config
 from pylb.core.errors import ConfigError, ProxyError
-from pylb.core.models import Backend, Service, Snapshot
+from pylb.core.models import Backend, Route, Service, Snapshot
+from pylb.core.routing import parse_virtual_host
 from pylb.core.pool import Pool, SwapResult
 from pylb.core.timeouts import Timeouts
 from pylb.net.httpproxy import RequestRecord
@@ -25,11 +26,13 @@ __all__ = [
     "Pool",
     "ProxyError",
     "RequestRecord",
+    "Route",
     "Service",
     "Snapshot",
     "SwapResult",
     "Timeouts",
     "__version__",
     "open_balancer",
+    "parse_virtual_host",
     "serve",
 ]

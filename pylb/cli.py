@@ -107,8 +107,8 @@ async def _second_signal(signals: AsyncIterator[int], drain: trio.Nursery) -> No
 def _run_balancer(argv: Sequence[str]) -> int:
     args = _balancer_parser().parse_args(argv)
     config = cfg.from_sources(vars(args))
-    if not config.backends:
-        raise ConfigError("no backends: pass --backend HOST:PORT (repeatable) or set PYLB_BACKENDS")
+    if not config.backends and not config.routes:
+        raise ConfigError("no backends: pass --backend HOST:PORT or --route HOST=HOST:PORT (repeatable)")
     _setup_logging()
     lb = Balancer(config, observer=_access_logger() if config.access_log else None)
 
@@ -116,9 +116,10 @@ def _run_balancer(argv: Sequence[str]) -> int:
         async with trio.open_nursery() as nursery:
             addresses = await nursery.start(lb.run)
             log.info(
-                "listening on %s; %d backends, %s",
+                "listening on %s; %d backends, %d routes, %s",
                 ", ".join(a.url for a in addresses),
-                len(config.backends),
+                len(lb.pool.states()),
+                len(lb.pool.snapshot.routes) if lb.pool.snapshot else 0,
                 config.balance,
             )
             nursery.start_soon(_until_signal, nursery, lb, config.grace)

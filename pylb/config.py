@@ -17,7 +17,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pylb.core.errors import ConfigError
-from pylb.core.models import Backend, parse_balance, split_host_port
+from pylb.core.models import DEFAULT_SERVICE, Backend, Route, Service, Snapshot, parse_balance, split_host_port
+from pylb.core.routing import RouteSpec, parse_route_flag
 from pylb.core.timeouts import Timeouts, parse_duration
 from pylb.tls import CertBundle, bundle_from_file, bundles_from_folder, parse_pem_bundle
 
@@ -57,6 +58,7 @@ class Config:
 
     binds: tuple[Bind, ...] = ()
     backends: tuple[Backend, ...] = ()
+    routes: tuple[RouteSpec, ...] = ()
     balance: str = "roundrobin"
     maxconn: int = 4096
     timeouts: Timeouts = field(default_factory=Timeouts)
@@ -86,6 +88,24 @@ class Config:
             return self.binds
         http = Bind("http", "0.0.0.0", 80)
         return (http, Bind("https", "0.0.0.0", 443)) if self.certificates else (http,)
+
+    def snapshot(self) -> Snapshot | None:
+        """The world as the flags describe it: ``--backend``s form the default
+        service, each ``--route`` a service of its own (routes with the same
+        left side share one). None when nothing is configured (discovery
+        will provide)."""
+        services: dict[str, list[Backend]] = {}
+        routes: list[Route] = []
+        for spec_routes, backends in self.routes:
+            name = spec_routes[0].service
+            services.setdefault(name, [])
+            services[name] += [b for b in backends if b.key not in {x.key for x in services[name]}]
+            routes += [r for r in spec_routes if r not in routes]
+        if not self.backends and not services:
+            return None
+        default = (Service(DEFAULT_SERVICE, self.backends, self.balance),) if self.backends else ()
+        routed = tuple(Service(name, tuple(b), self.balance) for name, b in services.items())
+        return Snapshot((*default, *routed), DEFAULT_SERVICE if default else None, tuple(routes))
 
     def check(self) -> Config:
         """Raise ConfigError for settings that contradict each other."""
@@ -158,6 +178,18 @@ OPTIONS: tuple[Option, ...] = (
         Backend.parse,
         "10.0.0.5:8080,weight=2",
         repeat=True,
+    ),
+    Option(
+        "routes",
+        "--route",
+        "ROUTES",
+        "HOST[/PATH]=ADDR:PORT[,ADDR:PORT...]",
+        "Send requests for HOST (and PATH) to these backends; repeat for several. HOST takes VIRTUAL_HOST's "
+        "syntax ([scheme://]host[:port][/path], * globs). The env var takes a ;-separated list.",
+        parse_route_flag,
+        "api.example.com/v1=10.0.0.7:8080",
+        repeat=True,
+        env_separator=";",
     ),
     Option(
         "balance",
@@ -280,7 +312,8 @@ def from_sources(given: Mapping[str, Sequence[str] | str | None], env: Mapping[s
         elif option.env is not None and env.get(option.env, "").strip():
             what, raw = option.env, env[option.env]
             if option.repeat:
-                raw = [part for part in raw.replace(";", option.env_separator).split(option.env_separator) if part]
+                raw = raw.replace(";", option.env_separator).split(option.env_separator)
+                raw = [part for part in raw if part.strip()]
         else:
             continue
         if option.repeat:

@@ -4,8 +4,25 @@ import pylb
 import pylb.testing
 
 API = {
-    "Backend", "Balancer", "Bind", "BindError", "BoundAddress", "Config", "ConfigError", "Pool", "ProxyError",
-    "RequestRecord", "Service", "Snapshot", "SwapResult", "Timeouts", "__version__", "open_balancer", "serve",
+    "Backend",
+    "Balancer",
+    "Bind",
+    "BindError",
+    "BoundAddress",
+    "Config",
+    "ConfigError",
+    "Pool",
+    "ProxyError",
+    "RequestRecord",
+    "Route",
+    "Service",
+    "Snapshot",
+    "SwapResult",
+    "Timeouts",
+    "__version__",
+    "open_balancer",
+    "parse_virtual_host",
+    "serve",
 }
 
 

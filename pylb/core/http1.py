@@ -82,6 +82,7 @@ class Head:
         "start",
         "status",
         "target",
+        "upgrade",
     )
 
     def __init__(self) -> None:
@@ -98,11 +99,30 @@ class Head:
         self.connection: frozenset[bytes] = frozenset()
         self.needs_rewrite = False
         self.expect_continue = False
+        self.upgrade: bytes | None = None  # the Upgrade header, when Connection names it
 
     @property
     def fields(self) -> list[tuple[bytes, bytes]]:
         """(name, value) pairs as sent, in order (values trimmed)."""
         return _FIELD_RE.findall(self.raw, self.start, len(self.raw) - 2)
+
+    def path(self) -> bytes:
+        """The path the request names, for routing: without the query, and
+        taken from the URI in absolute form (``GET http://a.test/x``)."""
+        target = self.target
+        if target[:1] != b"/":
+            if not target.lower().startswith((b"http://", b"https://")):
+                return target
+            target = b"/" + target.split(b"/", 3)[3] if target.count(b"/") >= 3 else b"/"
+        return target.partition(b"?")[0]
+
+    def authority(self) -> bytes | None:
+        """Whom the request is for: the URI's authority in absolute form
+        (RFC 9112 3.2.2: it wins over the Host header), else the Host."""
+        target = self.target
+        if target[:1] != b"/" and target.lower().startswith((b"http://", b"https://")):
+            return target.split(b"/", 3)[2]  # userinfo stays, and is refused by routing
+        return self.host
 
     def get(self, name: bytes) -> list[bytes]:
         """Every value of header ``name`` (lowercase), in order."""
@@ -178,6 +198,7 @@ def _parse_fields(head: Head, raw: bytes, start: int, error: type[ProxyError]) -
         raise HeadTooLarge(f"more than {MAX_HEADERS} header lines")
     head.start = start
     connection: frozenset[bytes] = frozenset()
+    upgrade: bytes | None = None
     cl: list[bytes] = []
     te: list[bytes] = []
     for name, value in _SPECIAL_RE.findall(raw, start - 1, block_end + 1):
@@ -192,6 +213,9 @@ def _parse_fields(head: Head, raw: bytes, start: int, error: type[ProxyError]) -
             head.host = value
         elif lname == b"expect":
             head.expect_continue = value.lower() == b"100-continue"
+        elif lname == b"upgrade":
+            upgrade = value
+            head.needs_rewrite = True
         elif lname == b"connection":
             tokens = frozenset(t.strip().lower() for t in value.split(b","))
             connection |= tokens
@@ -201,6 +225,8 @@ def _parse_fields(head: Head, raw: bytes, start: int, error: type[ProxyError]) -
         else:
             head.needs_rewrite = True
     head.connection = connection
+    if upgrade is not None and b"upgrade" in connection:
+        head.upgrade = upgrade
     if head.minor == 1:
         head.keep_alive = b"close" not in connection
     else:

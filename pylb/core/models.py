@@ -105,6 +105,7 @@ class Service:
     name: str
     backends: tuple[Backend, ...] = ()
     balance: str = "roundrobin"
+    force_ssl: bool = False
 
     def __post_init__(self) -> None:
         parse_balance(self.balance, f"service {self.name!r}")
@@ -157,6 +158,15 @@ class Snapshot:
             if service.name == name:
                 return service
         return None
+
+    def with_default_backends(self, backends: tuple[Backend, ...], balance: str = "roundrobin") -> Snapshot:
+        """This snapshot with the default service's backends replaced (the
+        default service is created when missing); routes are kept."""
+        name = self.default or DEFAULT_SERVICE
+        old = self.service(name)
+        new = Service(name, backends, old.balance if old else balance, old.force_ssl if old else False)
+        others = tuple(s for s in self.services if s.name != name)
+        return Snapshot((new, *others), name, self.routes)
 
     @classmethod
     def of_backends(cls, backends: tuple[Backend, ...] | list[Backend], balance: str = "roundrobin") -> Snapshot:

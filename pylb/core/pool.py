@@ -19,6 +19,7 @@ from typing import NamedTuple
 from pylb.core.balancer import Balancer, make_balancer
 from pylb.core.errors import NoBackend
 from pylb.core.models import Backend, Snapshot
+from pylb.core.routing import RouteTable
 from pylb.core.state import BackendState
 
 
@@ -36,6 +37,8 @@ class Pool:
         self._live: dict[tuple[str, int], BackendState] = {}
         self._draining: dict[tuple[str, int], BackendState] = {}
         self._balancers: dict[str, Balancer] = {}
+        self._routes = RouteTable()
+        self._force_ssl: frozenset[str] = frozenset()
         self._swaps = 0
         if snapshot is not None:
             self.swap(snapshot)
@@ -66,11 +69,33 @@ class Pool:
         self._balancers = {
             s.name: make_balancer(s.balance, [live[b.key] for b in s.backends]) for s in snapshot.services
         }
+        self._routes = RouteTable(snapshot.routes)
+        self._force_ssl = frozenset(s.name for s in snapshot.services if s.force_ssl)
         self._live = live
         self._snapshot = snapshot
         self._swaps += 1
         added = tuple(s.backend for key, s in live.items() if key not in old)
         return SwapResult(added, tuple(s.backend for s in removed))
+
+    def resolve(self, host: bytes | None, path: bytes, scheme: str, port: int) -> str:
+        """The service that takes a request for ``host`` and ``path`` on a
+        ``scheme`` listener at ``port``: the best route's, else the default.
+        Raises BadRequest (400) for an invalid Host, NoBackend (503) when no
+        service takes it."""
+        snapshot = self._snapshot
+        if snapshot is None:
+            raise NoBackend("no backends yet: waiting for the first discovery listing")
+        name = self._routes.resolve(host, path, scheme, port)
+        if name is None:
+            name = snapshot.default
+            if name is None:
+                shown = host.decode("latin-1") if host is not None else "(no Host header)"
+                raise NoBackend(f"no service is configured for host {shown}")
+        return name
+
+    def force_ssl(self, service: str) -> bool:
+        """Whether plain-HTTP requests to ``service`` are redirected to https."""
+        return service in self._force_ssl
 
     def acquire(self, service: str | None = None) -> BackendState:
         """Choose a backend of ``service`` (default: the snapshot's default

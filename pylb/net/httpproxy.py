@@ -17,6 +17,7 @@ never made to look complete to the client (the connection is reset).
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import math
 from collections.abc import Callable
@@ -39,7 +40,7 @@ from pylb.core.pool import Pool
 from pylb.core.timeouts import Timeouts
 from pylb.net.stream import RECEIVE_SIZE, FastStream
 from pylb.net.timers import Watchdog
-from pylb.net.upstream import Upstream, UpstreamConn
+from pylb.net.upstream import BackendStream, Upstream, UpstreamConn
 
 _BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError)
 
@@ -50,6 +51,7 @@ class Phase(enum.IntEnum):
     FORWARD = 2
     RESPONSE_HEAD = 3
     RESPONSE_BODY = 4
+    TUNNEL = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +68,6 @@ class RequestRecord:
 
 
 Observer = Callable[[RequestRecord], None]
-Router = Callable[[Head], "str | None"]
 
 
 @dataclass(slots=True)
@@ -79,9 +80,9 @@ class HttpContext:
     watchdog: Watchdog
     proto: str = "http"
     port: int = 80
-    route: Router = field(default=lambda head: None)
     observer: Observer | None = None
-    redirect_port: int | None = None  # FORCE_SSL on a plain listener: the https port
+    force_ssl: bool = False  # redirect every plain-HTTP request (not only FORCE_SSL services)
+    https_port: int = 443  # where redirects to https point
     extra_response: bytes = b""  # header lines added to every response (HSTS on https)
     closing: bool = False
     requests: int = 0
@@ -203,9 +204,11 @@ class ClientConnection:
         if head.method == b"CONNECT":
             raise BadRequest("CONNECT is not supported: pylb is a reverse proxy")
         ctx = self.ctx
-        if ctx.redirect_port is not None:
-            return await self._redirect(head, ctx.redirect_port)
-        state = ctx.pool.acquire(ctx.route(head))
+        pool = ctx.pool
+        service = pool.resolve(head.authority(), head.path(), ctx.proto, ctx.port)
+        if ctx.proto == "http" and (ctx.force_ssl or pool.force_ssl(service)):
+            return await self._redirect(head, ctx.https_port)
+        state = pool.acquire(service)
         self.backend = state.backend
         failed = True
         try:
@@ -228,7 +231,8 @@ class ClientConnection:
         return keep
 
     async def _forward(self, head: Head, backend: Backend) -> bool:
-        out = request_head_out(head, self.suffix, self.client_ip)
+        upgrade = head.upgrade is not None and head.upgrade.lower() != b"h2c"
+        out = request_head_out(head, self.suffix, self.client_ip, upgrade)
         body_left = 0
         scanner: ChunkedScanner | None = None
         if head.framing == LENGTH:
@@ -326,7 +330,9 @@ class ClientConnection:
             if rhead.status >= 200:
                 break
             if rhead.status == 101:
-                raise BadGateway("backend switched protocols without an Upgrade request")
+                if head.upgrade is None or pump is not None:
+                    raise BadGateway("backend switched protocols without an Upgrade request")
+                return await self._tunnel(head, conn, rhead)
             if head.minor == 1:
                 await self._to_client(response_head_out(rhead, 1, True))
         ctx = self.ctx
@@ -355,6 +361,45 @@ class ClientConnection:
         else:
             conn.stream.close()
         return keep_client
+
+    async def _tunnel(self, head: Head, conn: UpstreamConn, rhead: Head) -> bool:
+        """After a 101: pump bytes both ways until both sides are done, each
+        read resetting the tunnel idle timeout (WebSocket and other Upgrades)."""
+        self.status = 101
+        self.response_started = True
+        await self._to_client(response_head_out(rhead, head.minor, True) + conn.buf)
+        conn.buf, early = b"", self.buf
+        self.buf = b""
+        self.phase = Phase.TUNNEL
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._pump, self.stream, conn.stream, early, nursery)
+                nursery.start_soon(self._pump, conn.stream, self.stream, b"", nursery)
+        finally:
+            conn.stream.close()
+        return False
+
+    async def _pump(self, src: trio.abc.Stream | BackendStream, dst: trio.abc.Stream | BackendStream,
+                    first: bytes, nursery: trio.Nursery) -> None:
+        watchdog, idle = self.ctx.watchdog, self.ctx.timeouts.tunnel
+        data = first
+        try:
+            while True:
+                self.deadline = watchdog.now + idle
+                if data:
+                    await dst.send_all(data)
+                data = bytes(await src.receive_some(RECEIVE_SIZE))
+                if not data:
+                    break
+        except _BROKEN:
+            nursery.cancel_scope.cancel()
+            return
+        send_eof = getattr(dst, "send_eof", None)
+        if send_eof is None:
+            nursery.cancel_scope.cancel()
+            return
+        with contextlib.suppress(*_BROKEN):
+            await send_eof()
 
     async def _relay_length(self, conn: UpstreamConn, out: bytes, length: int) -> None:
         buf = conn.buf

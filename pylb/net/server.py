@@ -77,7 +77,7 @@ class Balancer:
                 log.warning("certificate %s expired on %s; clients will refuse it", bundle.label, bundle.not_after)
         self.tls_context = tls if tls is not None else self.certs.context if self.certs else None
         if pool is None:
-            pool = Pool(Snapshot.of_backends(config.backends, config.balance) if config.backends else None)
+            pool = Pool(config.snapshot())
         self.pool = pool
         self.upstream = Upstream(pool.is_live, connect_timeout=config.timeouts.connect, dialer=dialer)
         self.observer = observer
@@ -114,7 +114,8 @@ class Balancer:
         """Replace the default service's backends. When this returns, no new
         request goes to a backend that is not in ``backends``."""
         parsed = tuple(b if isinstance(b, Backend) else Backend.parse(b, "set_backends") for b in backends)
-        return self.swap(Snapshot.of_backends(parsed, self.config.balance))
+        current = self.pool.snapshot or Snapshot()
+        return self.swap(current.with_default_backends(parsed, self.config.balance))
 
     def add_certificate(self, certificate: CertBundle | str) -> CertBundle:
         """Serve another certificate (PEM text or a parsed bundle) to clients
@@ -172,7 +173,8 @@ class Balancer:
             scheme,
             port,
             observer=self.observer,
-            redirect_port=https_port if config.force_ssl and scheme == "http" else None,
+            force_ssl=config.force_ssl,
+            https_port=https_port,
             extra_response=hsts_header(config.hsts_max_age) if scheme == "https" else b"",
         )
 
