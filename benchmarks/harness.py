@@ -27,12 +27,13 @@ from types import FrameType
 
 from benchmarks import report
 from benchmarks.cases import CASES, CASES_BY_NAME, PROXIES, Bench, Case, run_case
-from benchmarks.procs import LOAD_CPU, PROXY_CPU, Procs, pin_self, raise_nofile
+from benchmarks.procs import LOAD_CPU, PROXY_CPU, Procs, load_average, pin_self, raise_nofile
 from benchmarks.servers import PylbInfo, probe_pylb, start_backends
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 TOOLS = {"wrk": "wrk", "haproxy": "haproxy", "nginx": "nginx-light", "taskset": "util-linux"}
 NOFILE = 65_536
+BUSY_LOAD = 0.5
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -97,7 +98,10 @@ def run_all(args: argparse.Namespace, cases: list[Case], proxies: list[str]) -> 
     pylb = probe_pylb() if "pylb" in proxies else PylbInfo(False, "not selected")
     if "pylb" in proxies and not pylb.available:
         print(f"pylb: not available ({pylb.reason}); measuring HAProxy only")
-    started = time.localtime()
+    load = load_average()
+    if load > BUSY_LOAD:
+        print(f"warning: the machine is not idle (load average {load:.2f}): figures will be noisy")
+    started, clock = time.localtime(), time.monotonic()
     run: dict[str, object] = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", started),
         "stamp": time.strftime("%Y%m%d-%H%M%S", started),
@@ -106,6 +110,7 @@ def run_all(args: argparse.Namespace, cases: list[Case], proxies: list[str]) -> 
         "environment": environment(),
         "proxies": proxies,
         "pylb": asdict(pylb),
+        "load_average_at_start": load,
     }
     tmp = Path(tempfile.mkdtemp(prefix="pylb-bench-"))
     tmp.chmod(0o755)
@@ -121,8 +126,10 @@ def run_all(args: argparse.Namespace, cases: list[Case], proxies: list[str]) -> 
         for case in cases:
             results = {}
             for proxy in proxies:
+                case_clock = time.monotonic()
                 results[proxy] = outcome = run_case(case, proxy, bench)
-                print(f"{case.name:<16} {proxy:<8} {outcome.summary()}", flush=True)
+                took = time.monotonic() - case_clock
+                print(f"{case.name:<16} {proxy:<8} {took:5.1f}s  {outcome.summary()}", flush=True)
             reports.append(report.CaseReport(case, results))
     finally:
         procs.stop_all()
@@ -131,10 +138,11 @@ def run_all(args: argparse.Namespace, cases: list[Case], proxies: list[str]) -> 
         else:
             shutil.rmtree(tmp, ignore_errors=True)
     run["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    run["elapsed_s"] = round(time.monotonic() - clock, 1)
     paths = report.write(run, reports, args.out)
     print()
     print(report.markdown(run, reports))
-    print("wrote " + ", ".join(str(p) for p in paths))
+    print(f"took {run['elapsed_s']} s; wrote " + ", ".join(str(p) for p in paths))
     baseline = [rep.results.get("haproxy") for rep in reports]
     return 1 if any(outcome and outcome.error for outcome in baseline) else 0
 
@@ -159,7 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     pin_self(LOAD_CPU)
     raise_nofile(NOFILE)
     signal.signal(signal.SIGTERM, _terminate)
-    return run_all(args, cases, proxies)
+    try:
+        return run_all(args, cases, proxies)
+    except KeyboardInterrupt:
+        print("interrupted; every process the benchmark started has been stopped", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -229,6 +229,32 @@ def cpu_seconds(pid: int) -> float:
     return ticks / CLK_TCK
 
 
+@dataclass(frozen=True)
+class CoreTimes:
+    """Seconds one core spent, from /proc/stat: on tasks (user, nice, system), stolen, in total."""
+
+    tasks: float
+    steal: float
+    total: float
+
+    def __sub__(self, other: CoreTimes) -> CoreTimes:
+        return CoreTimes(self.tasks - other.tasks, self.steal - other.steal, self.total - other.total)
+
+
+def core_times(cpu: int) -> CoreTimes:
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith(f"cpu{cpu} "):
+            ticks = [int(value) for value in line.split()[1:]]
+            user, nice, system, steal = ticks[0], ticks[1], ticks[2], ticks[7]
+            return CoreTimes((user + nice + system) / CLK_TCK, steal / CLK_TCK, sum(ticks[:8]) / CLK_TCK)
+    raise ValueError(f"no cpu{cpu} in /proc/stat")
+
+
+def load_average() -> float:
+    """The 1-minute load average: above ~0.2 the machine is not idle and figures get noisy."""
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
 def status_kib(pid: int, key: str) -> int:
     """One `kB` line of /proc/PID/status (VmRSS, VmHWM, ...), in KiB; 0 if absent."""
     try:

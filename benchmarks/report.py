@@ -13,8 +13,12 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from benchmarks.cases import METRICS, Case, Outcome, Target
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 BASE, CANDIDATE = "haproxy", "pylb"
 
@@ -99,7 +103,8 @@ def markdown(run: dict[str, object], reports: list[CaseReport]) -> str:
         "# pylb vs HAProxy: side-by-side benchmark",
         "",
         f"Run {run['started']}; {run['duration_s']} s per measurement; `{run['command']}`.",
-        f"Environment: {run['environment']}.",
+        f"Environment: {run['environment']}; load average at start {run.get('load_average_at_start', '?')}.",
+        "Proxy under test alone on core 1; wrk and two nginx backends on core 0.",
         "",
         "## Targets",
         "",
@@ -142,7 +147,9 @@ def _notes(reports: list[CaseReport]) -> list[str]:
             if outcome.unavailable:
                 notes.append(f"{where} {outcome.unavailable}")
             if outcome.error:
-                notes.append(f"{where} error: {outcome.error.splitlines()[0]}")
+                lines = [line.strip() for line in outcome.error.splitlines() if line.strip()]
+                last = f" ... {lines[-1]}" if len(lines) > 1 else ""
+                notes.append(f"{where} error: {lines[0]}{last}")
             if outcome.info.get("note"):
                 notes.append(f"{where} {outcome.info['note']}")
             split = outcome.info.get("backend_requests")
@@ -154,16 +161,18 @@ def _notes(reports: list[CaseReport]) -> list[str]:
 
 
 def plot(reports: list[CaseReport], path: Path) -> None:
-    """Bar chart of the pylb/HAProxy ratios per case (log scale), each target a red mark."""
+    """Bars of the pylb/HAProxy ratios per case, up or down from 1x (log scale); targets marked.
+
+    A target mark is green when met, red when not, grey when not measured.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(12, 5.5))
+    fig, ax = plt.subplots(figsize=(13, 6))
     keys = list(METRICS)
     width = 0.8 / len(keys)
-    colors = [f"C{k}" for k in range(len(keys))]
     labelled: set[str] = set()
     levels: list[float] = [1.0]
     for index, rep in enumerate(reports):
@@ -172,38 +181,42 @@ def plot(reports: list[CaseReport], path: Path) -> None:
             if key in ratios:
                 label = None if key in labelled else METRICS[key]
                 labelled.add(key)
-                ax.bar(index - 0.4 + (k + 0.5) * width, ratios[key], width, color=colors[k], label=label)
+                x = index - 0.4 + (k + 0.5) * width
+                ax.bar(x, ratios[key] - 1.0, width, bottom=1.0, color=f"C{k}", label=label)
                 levels.append(ratios[key])
+        if not ratios:
+            ax.text(index, 0.97, "pylb: n/a", ha="center", va="top", fontsize=8, color="grey")
         for v in rep.verdicts:
             level = _target_level(rep, v.target)
-            if level is None:
-                continue
-            levels.append(level)
-            x = index - 0.4 + (keys.index(v.target.metric) + 0.5) * width
-            ax.hlines(level, x - 0.1, x + 0.1, colors="red", linewidth=2.5)
-            ax.annotate(
-                v.target.describe(),
-                (x, level),
-                textcoords="offset points",
-                xytext=(0, 4),
-                ha="center",
-                fontsize=7,
-                color="red",
-            )
+            if level is not None:
+                levels.append(level)
+                _mark_target(ax, index - 0.4 + (keys.index(v.target.metric) + 0.5) * width, level, v)
     ax.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
     ax.set_xticks(range(len(reports)), [r.case.name for r in reports], rotation=15)
     ax.set_yscale("log")
     positive = [level for level in levels if level > 0]
     ax.set_ylim(min(0.1, min(positive) / 2), max(10.0, max(positive) * 2))
-    ax.set_ylabel("pylb / HAProxy (log scale)")
-    ax.set_title("pylb vs HAProxy per case (red marks: targets)")
+    ax.set_ylabel("pylb / HAProxy (log scale; 1 = same as HAProxy)")
+    ax.set_title("pylb vs HAProxy per case; target marks: green met, red not met, grey not measured")
     if labelled:
         ax.legend(fontsize=8, ncols=4, loc="upper left")
-    else:
-        ax.text(0.5, 0.5, "no pylb figures to compare yet", transform=ax.transAxes, ha="center")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _mark_target(ax: Axes, x: float, level: float, verdict: Verdict) -> None:
+    color = {True: "green", False: "red", None: "grey"}[verdict.met]
+    ax.hlines(level, x - 0.09, x + 0.09, colors=color, linewidth=3)
+    ax.annotate(
+        verdict.target.describe(),
+        (x, level),
+        textcoords="offset points",
+        xytext=(0, 4),
+        ha="center",
+        fontsize=7,
+        color=color,
+    )
 
 
 def _target_level(rep: CaseReport, target: Target) -> float | None:

@@ -1,7 +1,7 @@
 """The servers of a benchmark run: the nginx backends and the proxies under test.
 
-Owns: the nginx backend configuration and its content (a 100-byte body, a 1 MiB and a 16 MiB file,
-an upload sink), the generated HAProxy configurations (http and tcp mode), the pylb command
+Owns: the nginx backend configuration and its content (a 100-byte body, a 1 MiB file, an upload
+sink), the generated HAProxy configurations (http and tcp mode), the pylb command
 template, and starting any of these through `Procs` on the right core.
 Knows nothing of wrk or of the cases' metrics.
 Invariants: everything listens on 127.0.0.1 only; configurations live in the run's temp dir; the
@@ -25,7 +25,6 @@ Mode = Literal["http", "tcp"]
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SMALL_BODY = (b"pylb benchmark " * 7)[:100]  # exactly 100 bytes
 BIG_BYTES = 1024 * 1024
-BULK_BYTES = 16 * 1024 * 1024
 UPLOAD_BYTES = 10 * 1024 * 1024
 READY_DEADLINE_S = 20.0
 MAXCONN = 12_000
@@ -78,7 +77,6 @@ http {{
         client_max_body_size 20m;
         location = / {{ return 200 "{small}"; }}
         location = /big {{ }}
-        location = /bulk {{ }}
         location = /upload {{
             client_body_buffer_size 11m;
             mirror /_upload_sink;
@@ -94,12 +92,10 @@ http {{
 
 
 def write_www(tmp: Path) -> Path:
-    """The backends' document root: /big (1 MiB), /bulk (16 MiB), /upload (static 'ok')."""
+    """The backends' document root: /big (1 MiB of varied bytes) and /upload (static 'ok')."""
     www = tmp / "www"
     www.mkdir(mode=0o755)
-    chunk = bytes(range(256)) * 4096  # 1 MiB of varied bytes
-    (www / "big").write_bytes(chunk[:BIG_BYTES])
-    (www / "bulk").write_bytes(chunk * (BULK_BYTES // len(chunk)))
+    (www / "big").write_bytes(bytes(range(256)) * (BIG_BYTES // 256))
     (www / "upload").write_bytes(b"ok\n")
     return www
 
@@ -141,11 +137,12 @@ def backend_requests(backend: Backend) -> int:
 
 # ---- HAProxy -------------------------------------------------------------------------------
 
-# One thread, as pylb runs one worker here. `no strict-limits`: HAProxy wants 2 fds per maxconn and
-# refuses to start when it cannot raise RLIMIT_NOFILE that far (e.g. a hard limit of 20000 in a
-# container); idle clients need one fd each, so it runs fine below its own estimate. http mode: keep-alive on both sides with backend
+# One thread, as pylb runs one worker here. http mode: keep-alive on both sides with backend
 # connections shared between clients (http-reuse always) and X-Forwarded-For added, the work pylb
 # does too. tcp mode: splice-auto, since pylb's tcp mode is meant to splice as well.
+# `no strict-limits`: HAProxy wants 2 fds per maxconn and refuses to start when it cannot raise
+# RLIMIT_NOFILE that far (e.g. a hard limit of 20000 in a container); an idle client holds one
+# fd, so it runs fine below its own estimate.
 _HAPROXY_CONF = """\
 global
     nbthread 1

@@ -7,8 +7,8 @@ from pylb.api import open_balancer
 from pylb.config import Bind, Config
 from pylb.core.errors import ConfigError, ProxyError
 from pylb.core.models import Backend, Route, Service, Snapshot
-from pylb.core.routing import parse_virtual_host
 from pylb.core.pool import Pool, SwapResult
+from pylb.core.routing import parse_virtual_host
 from pylb.core.timeouts import Timeouts
 from pylb.net.httpproxy import RequestRecord
 from pylb.net.server import Balancer, BindError, BoundAddress, serve
