@@ -78,6 +78,7 @@ async def open_balancer(
         maxconn=maxconn,
     )
     lb = Balancer(config, observer=observer, tls=context)
+    lb.bind()  # a BindError surfaces here, not wrapped in an ExceptionGroup
     async with trio.open_nursery() as nursery:
         await nursery.start(lb.run)
         try:

@@ -111,6 +111,7 @@ def _run_balancer(argv: Sequence[str]) -> int:
         raise ConfigError("no backends: pass --backend HOST:PORT or --route HOST=HOST:PORT (repeatable)")
     _setup_logging()
     lb = Balancer(config, observer=_access_logger() if config.access_log else None)
+    lb.bind()
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
@@ -147,6 +148,10 @@ def _run_hello(argv: Sequence[str]) -> int:
     bind = cfg.Bind.parse(args.bind, "--bind")
     delay = _parse_delay(args.delay)
     server = HelloServer(args.name, delay)
+    try:
+        server.bind(bind.host, bind.port)
+    except OSError as exc:
+        raise ConfigError(f"--bind {bind}: {exc.strerror or exc} (choose another port)") from None
     _setup_logging()
 
     async def main() -> None:
@@ -160,10 +165,7 @@ def _run_hello(argv: Sequence[str]) -> int:
 
 
 async def _start_hello(server: HelloServer, bind: cfg.Bind, *, task_status: trio.TaskStatus[int]) -> None:
-    try:
-        await server.run(bind.host, bind.port, task_status=task_status)
-    except OSError as exc:
-        raise ConfigError(f"--bind {bind}: {exc.strerror or exc} (choose another port)") from None
+    await server.run(bind.host, bind.port, task_status=task_status)
 
 
 def _parse_delay(text: str) -> float:
@@ -189,6 +191,9 @@ def _run_demo(argv: Sequence[str]) -> int:
     count = cfg._parse_int(1, 64)(args.backends, "--backends")
     bind = cfg.Bind.parse(args.bind, "--bind")
     balance = parse_balance(args.balance, "--balance")
+    names: dict[tuple[str, int], str] = {}
+    lb = Balancer(cfg.Config(binds=(bind,), balance=balance), observer=_access_logger(names))
+    lb.bind()
     _setup_logging()
 
     async def main() -> None:
@@ -196,10 +201,9 @@ def _run_demo(argv: Sequence[str]) -> int:
             servers = [HelloServer(f"hello-{i + 1}") for i in range(count)]
             for server in servers:
                 await nursery.start(server.run, "127.0.0.1", 0)
-            backends = tuple(Backend("127.0.0.1", s.port) for s in servers)
-            names = {b.key: str(s.name) for b, s in zip(backends, servers, strict=True)}
-            config = cfg.Config(binds=(bind,), backends=backends, balance=balance)
-            lb = Balancer(config, observer=_access_logger(names))
+            backends = [Backend("127.0.0.1", s.port) for s in servers]
+            names.update({b.key: str(s.name) for b, s in zip(backends, servers, strict=True)})
+            lb.set_backends(backends)
             await nursery.start(lb.run)
             print(
                 f"pylb demo: {count} hello backends behind {lb.url} ({balance}).\n"

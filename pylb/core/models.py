@@ -46,6 +46,12 @@ def _is_hostname(host: str) -> bool:
     if not host.isascii() or len(host) > 253:
         return False
     labels = host.rstrip(".").split(".")
+    if all(label.isdigit() for label in labels):  # all-numeric: an IPv4 address or nothing
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            return False
+        return True
     return all(
         0 < len(label) <= 63 and label[0] != "-" and label[-1] != "-" and all(c.isalnum() or c in "-_" for c in label)
         for label in labels

@@ -38,17 +38,25 @@ class HelloServer:
         self.requests = 0
         self.port = 0
         self.host = ""
+        self._sock: stdsocket.socket | None = None
 
     def __repr__(self) -> str:
         return f"<HelloServer {self.name} {self.host}:{self.port} requests={self.requests}>"
 
+    def bind(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Bind now (``run`` does it when it was not done); OSError as the kernel says."""
+        self._sock = listen_socket(host, port)
+        self.host, self.port = host, self._sock.getsockname()[1]
+        if self.name is None:
+            self.name = default_name(self.port)
+
     async def run(
         self, host: str = "127.0.0.1", port: int = 0, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        sock = listen_socket(host, port)
-        self.host, self.port = host, sock.getsockname()[1]
-        if self.name is None:
-            self.name = default_name(self.port)
+        if self._sock is None:
+            self.bind(host, port)
+        sock = self._sock
+        assert sock is not None
         try:
             async with trio.open_nursery() as nursery:
                 task_status.started(self.port)

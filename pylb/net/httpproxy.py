@@ -38,11 +38,13 @@ from pylb.core.policy import (
 )
 from pylb.core.pool import Pool
 from pylb.core.timeouts import Timeouts
+from pylb.net import splice
 from pylb.net.stream import RECEIVE_SIZE, FastStream
 from pylb.net.timers import Watchdog
 from pylb.net.upstream import BackendStream, Upstream, UpstreamConn
 
 _BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError)
+SPLICE_MIN = 256 * 1024  # bodies this large skip user space (when both ends are plain TCP)
 
 
 class Phase(enum.IntEnum):
@@ -411,10 +413,35 @@ class ClientConnection:
             await self._to_client(out + buf[:length])
             conn.buf = buf[length:]
             left = 0
+        if left >= SPLICE_MIN and splice.available():
+            left -= await self._splice_to_client(conn, left)
+            if left:
+                raise BadGateway(f"backend {conn.backend} closed the connection mid-response")
         while left:
             data = await self._from_backend(conn, min(left, RECEIVE_SIZE))
             left -= len(data)
             await self._to_client(data)
+
+    async def _splice_to_client(self, conn: UpstreamConn, count: int | None) -> int:
+        """Move the body kernel-side when both ends are plain sockets; returns
+        how many bytes moved (0 when it cannot splice: the caller copies)."""
+        src, dst = conn.stream, self.stream
+        if not isinstance(src, FastStream) or not isinstance(dst, FastStream):
+            return 0
+        timeouts, watchdog = self.ctx.timeouts, self.ctx.watchdog
+
+        def touch() -> None:
+            self.deadline = watchdog.now + max(timeouts.server, timeouts.client)
+
+        touch()
+        try:
+            moved = await splice.splice(src.sock, dst.sock, count, touch)
+        except splice.SourceBroken:
+            raise BadGateway(f"backend {conn.backend} reset the connection mid-response") from None
+        except splice.SinkBroken:
+            raise _ClientGone() from None
+        self.sent += moved
+        return moved
 
     async def _relay_chunked(self, conn: UpstreamConn, out: bytes) -> None:
         scanner = ChunkedScanner(BadGateway)
@@ -434,6 +461,9 @@ class ClientConnection:
     async def _relay_until_close(self, conn: UpstreamConn, out: bytes) -> None:
         await self._to_client(out + conn.buf if conn.buf else out)
         conn.buf = b""
+        if splice.available() and await self._splice_to_client(conn, None):
+            conn.stream.close()
+            return
         while True:
             self.deadline = self.ctx.watchdog.now + self.ctx.timeouts.server
             try:
@@ -521,6 +551,8 @@ class _RequestBodyPump:
     async def run(self) -> None:
         client = self.client
         timeouts = client.ctx.timeouts
+        if await self._splice():
+            return
         while True:
             data = b""
             with trio.move_on_after(timeouts.client):
@@ -543,6 +575,25 @@ class _RequestBodyPump:
             if finished:
                 self.done = True
                 return
+
+    async def _splice(self) -> bool:
+        """Move a large Content-Length body kernel-side; True when done."""
+        src, dst = self.client.stream, self.conn.stream
+        if self.scanner is not None or self.left < SPLICE_MIN or not splice.available():
+            return False
+        if not isinstance(src, FastStream) or not isinstance(dst, FastStream):
+            return False
+        try:
+            moved = await splice.splice(src.sock, dst.sock, self.left)
+        except splice.SourceBroken:
+            raise _ClientGone() from None
+        except splice.SinkBroken:
+            return True  # the backend stopped reading; its answer tells the rest
+        if moved < self.left:
+            raise _ClientGone()
+        self.left = 0
+        self.done = True
+        return True
 
 
 def _abort(stream: trio.abc.Stream) -> None:

@@ -87,6 +87,7 @@ class Balancer:
         self.watchdog = Watchdog()
         self._accepting = trio.CancelScope()
         self._all_closed: trio.Event | None = None
+        self._sockets: list[stdsocket.socket] | None = None
         self.connections = 0
 
     @property
@@ -142,7 +143,7 @@ class Balancer:
     async def run(self, *, task_status: trio.TaskStatus[list[BoundAddress]] = trio.TASK_STATUS_IGNORED) -> None:
         """Bind every listener, report the bound addresses, serve forever."""
         listeners = self.config.listeners
-        sockets = [self._bind(bind) for bind in listeners]
+        sockets = self.bind()
         ports = [sock.getsockname()[1] for sock in sockets]
         https_port = next((p for b, p in zip(listeners, ports, strict=True) if b.scheme == "https"), 443)
         try:
@@ -162,6 +163,21 @@ class Balancer:
                 trio.lowlevel.notify_closing(sock)
                 sock.close()
             self.upstream.close_idle()
+
+    def bind(self) -> list[stdsocket.socket]:
+        """Bind every listening socket now (``run`` does it when it was not
+        done): call it before starting trio to get a BindError plainly."""
+        if self._sockets is None:
+            sockets: list[stdsocket.socket] = []
+            try:
+                for bind in self.config.listeners:
+                    sockets.append(self._bind(bind))
+            except BaseException:
+                for sock in sockets:
+                    sock.close()
+                raise
+            self._sockets = sockets
+        return self._sockets
 
     def _context(self, scheme: str, port: int, https_port: int = 443) -> HttpContext:
         config = self.config
