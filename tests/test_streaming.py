@@ -46,3 +46,28 @@ async def test_one_gib_each_way_in_bounded_memory() -> None:
             peak = lb.peak_rss_kib()
             assert peak < RSS_LIMIT_KIB, f"peak RSS {peak} KiB while streaming 1 GiB each way"
             print(f"pylb peak RSS streaming 1 GiB each way: {peak / 1024:.1f} MiB")
+
+
+async def test_large_bodies_are_byte_exact_with_and_without_splice(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The zero-copy path and the user-space copy give the same bytes."""
+    import pylb
+    from pylb.net import splice
+
+    size = 3 * 1024 * 1024 + 17
+    for spliced in (True, False):
+        monkeypatch.setattr(splice, "available", lambda spliced=spliced: spliced)
+        async with open_hello() as hello, pylb.open_balancer([hello.backend]) as lb:
+            stream = await trio.open_tcp_stream("127.0.0.1", lb.addresses[0].port)
+            await stream.send_all(b"POST /bytes/%d HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % (size, size))
+            await stream.send_all(b"p" * size)
+            head, body = await read_head(stream)
+            assert b"X-Request-Bytes: %d" % size in head
+            while len(body) < size:
+                data = await stream.receive_some(1 << 20)
+                assert data
+                body += data
+            assert body == b"x" * size
+            await stream.send_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")  # the connection is still usable
+            head, _ = await read_head(stream)
+            assert head.startswith(b"HTTP/1.1 200 OK")
+            await stream.aclose()
