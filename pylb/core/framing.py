@@ -40,11 +40,15 @@ class ChunkedScanner:
     def done(self) -> bool:
         return self._state == _DONE
 
-    def feed(self, data: bytes) -> int:
+    def feed(self, data: bytes, payload: list[bytes] | None = None) -> int:
+        """Scan ``data``; return how many bytes belong to the body. With
+        ``payload``, append the chunk data found (the decoded body) to it."""
         i, n = 0, len(data)
         while i < n and self._state != _DONE:
             if self._state == _DATA:
                 take = min(self._remaining, n - i)
+                if payload is not None:
+                    payload.append(data[i : i + take])
                 i += take
                 self._remaining -= take
                 if self._remaining == 0:

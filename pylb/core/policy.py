@@ -12,6 +12,7 @@ import html
 from pylb.core.http1 import HOP_BY_HOP, SPOOFABLE, Head
 
 _SERVER = b"pylb"
+_TRANSFER_ENCODING = frozenset({b"transfer-encoding"})
 
 
 def forwarded_suffix(client_ip: str, proto: str, port: int) -> bytes:
@@ -56,13 +57,17 @@ def request_head_out(head: Head, suffix: bytes, client_ip: bytes, upgrade: bool 
     return b"".join(lines)
 
 
-def response_head_out(head: Head, client_minor: int, keep_alive: bool, extra: bytes = b"") -> bytes:
+def response_head_out(
+    head: Head, client_minor: int, keep_alive: bool, extra: bytes = b"", dechunk: bool = False
+) -> bytes:
     """The head to send to the client: hop-by-hop headers stripped, the
     Connection header saying whether this client connection stays open, and
-    ``extra`` header lines (CRLF-terminated) added."""
-    if not head.needs_rewrite and keep_alive and client_minor == 1:
+    ``extra`` header lines (CRLF-terminated) added. ``dechunk``: the body
+    goes out decoded and delimited by close (to an HTTP/1.0 client), so
+    Transfer-Encoding goes too."""
+    if not head.needs_rewrite and keep_alive and client_minor == 1 and not dechunk:
         return head.raw[:-2] + extra + b"\r\n" if extra else head.raw
-    drop = HOP_BY_HOP | head.connection
+    drop = HOP_BY_HOP | head.connection | (_TRANSFER_ENCODING if dechunk else frozenset())
     lines = [head.raw[: head.raw.index(b"\r\n") + 2]]
     switching = head.status == 101
     for name, value in head.fields:

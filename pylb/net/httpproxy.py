@@ -44,6 +44,7 @@ from pylb.net.timers import Watchdog
 from pylb.net.upstream import BackendStream, Upstream, UpstreamConn
 
 _BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError)
+IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 SPLICE_MIN = 256 * 1024  # bodies this large skip user space (when both ends are plain TCP)
 
 
@@ -251,24 +252,40 @@ class ClientConnection:
             self.buf = self.buf[used:]
             body_left = 0 if scanner.done else -1
         upstream = self.ctx.upstream
-        conn = upstream.take_idle(backend)
+        # A request that may not be replayed goes only on a connection seen open.
+        replayable = body_left == 0 and head.method in IDEMPOTENT
+        conn = upstream.take_idle(backend, check_open=not replayable)
         reused = conn is not None
         if conn is None:
             conn = await upstream.dial(backend)
         try:
             if body_left == 0:
-                conn = await self._send_replayable(conn, reused, out)
+                conn = await self._send_replayable(conn, reused and replayable, out)
                 return await self._relay_response(head, conn, request_done=True)
             await self._send(conn, out)
-            async with trio.open_nursery() as nursery:
-                pump = _RequestBodyPump(self, conn, body_left, scanner)
-                nursery.start_soon(pump.run)
-                keep = await self._relay_response(head, conn, request_done=False, pump=pump)
-                nursery.cancel_scope.cancel()
-            return keep and pump.done
+            return await self._stream_request(head, conn, body_left, scanner)
         except BaseException:
             conn.stream.close()
             raise
+
+    async def _stream_request(self, head: Head, conn: UpstreamConn, left: int, scanner: ChunkedScanner | None) -> bool:
+        """Pump the rest of the body while the response is read; errors of
+        either task come out as themselves, not wrapped in a group."""
+        keep = False
+        error: BaseException | None = None
+        async with trio.open_nursery() as nursery:
+            pump = _RequestBodyPump(self, conn, left, scanner, nursery.cancel_scope)
+            nursery.start_soon(pump.run)
+            try:
+                keep = await self._relay_response(head, conn, request_done=False, pump=pump)
+            except (ProxyError, _ClientGone) as exc:
+                error = exc
+            nursery.cancel_scope.cancel()
+        if pump.error is not None and (error is None or isinstance(error, _ClientGone)):
+            error = pump.error
+        if error is not None:
+            raise error
+        return keep and pump.done
 
     async def _send(self, conn: UpstreamConn, data: bytes) -> None:
         timeouts = self.ctx.timeouts
@@ -280,7 +297,8 @@ class ClientConnection:
 
     async def _send_replayable(self, conn: UpstreamConn, reused: bool, data: bytes) -> UpstreamConn:
         """Send a whole request; on a reused connection that turns out
-        stale, send it once more on a fresh one (nothing reached a backend)."""
+        stale, send it once more on a fresh one (only idempotent requests
+        come here with ``reused`` set: RFC 9110 9.2.2)."""
         try:
             await self._send(conn, data)
             if reused:
@@ -338,20 +356,21 @@ class ClientConnection:
             if head.minor == 1:
                 await self._to_client(response_head_out(rhead, 1, True))
         ctx = self.ctx
-        keep_client = head.keep_alive and rhead.framing != UNTIL_CLOSE and not ctx.closing
+        framing = rhead.framing
+        dechunk = framing == CHUNKED and head.minor == 0  # HTTP/1.0 knows no chunked coding
+        keep_client = head.keep_alive and framing != UNTIL_CLOSE and not ctx.closing and not dechunk
         if not request_done and pump is not None and not pump.done:
             keep_client = False
         self.status = rhead.status
-        out = response_head_out(rhead, head.minor, keep_client, ctx.extra_response)
+        out = response_head_out(rhead, head.minor, keep_client, ctx.extra_response, dechunk)
         self.phase = Phase.RESPONSE_BODY
         self.response_started = True
-        framing = rhead.framing
         if framing == NO_BODY:
             await self._to_client(out)
         elif framing == LENGTH:
             await self._relay_length(conn, out, rhead.length)
         elif framing == CHUNKED:
-            await self._relay_chunked(conn, out)
+            await self._relay_chunked(conn, out, dechunk)
         else:
             await self._relay_until_close(conn, out)
             return False
@@ -443,18 +462,24 @@ class ClientConnection:
         self.sent += moved
         return moved
 
-    async def _relay_chunked(self, conn: UpstreamConn, out: bytes) -> None:
+    async def _relay_chunked(self, conn: UpstreamConn, out: bytes, dechunk: bool = False) -> None:
+        """Forward a chunked body as it is (or decoded, for HTTP/1.0)."""
         scanner = ChunkedScanner(BadGateway)
+        payload: list[bytes] | None = [] if dechunk else None
         data = conn.buf
         conn.buf = b""
         while True:
-            used = scanner.feed(data)
+            used = scanner.feed(data, payload)
+            if payload is not None:
+                piece, payload[:] = b"".join(payload), []
+            else:
+                piece = data[:used]
             if scanner.done:
                 conn.buf = data[used:]
-                await self._to_client(out + data[:used] if out else data[:used])
+                await self._to_client(out + piece)
                 return
-            if out or data:
-                await self._to_client(out + data if out else data)
+            if out or piece:
+                await self._to_client(out + piece)
             out = b""
             data = await self._from_backend(conn, RECEIVE_SIZE)
 
@@ -541,14 +566,31 @@ class _RequestBodyPump:
     """Streams the rest of a request body to the backend while the response
     is read (so 100-continue and early answers work)."""
 
-    def __init__(self, client: ClientConnection, conn: UpstreamConn, left: int, scanner: ChunkedScanner | None) -> None:
+    def __init__(
+        self,
+        client: ClientConnection,
+        conn: UpstreamConn,
+        left: int,
+        scanner: ChunkedScanner | None,
+        scope: trio.CancelScope,
+    ) -> None:
         self.client = client
         self.conn = conn
         self.left = left
         self.scanner = scanner
+        self.scope = scope
         self.done = False
+        self.error: ProxyError | _ClientGone | None = None
 
     async def run(self) -> None:
+        """Pump; on failure keep the error for the caller and stop the exchange."""
+        try:
+            await self._run()
+        except (ProxyError, _ClientGone) as exc:
+            self.error = exc
+            self.scope.cancel()
+
+    async def _run(self) -> None:
         client = self.client
         timeouts = client.ctx.timeouts
         if await self._splice():

@@ -11,6 +11,7 @@ most ``max_idle`` idle connections per backend.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Protocol
 
@@ -49,6 +50,21 @@ class UpstreamConn:
         return f"<UpstreamConn {self.backend} requests={self.requests}>"
 
 
+def _closed_by_peer(stream: BackendStream) -> bool:
+    """Whether an idle connection has been closed (or written to) by the
+    backend; streams that cannot tell are assumed open."""
+    sock = getattr(stream, "sock", None)
+    if sock is None:
+        return False
+    try:
+        sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return False  # nothing to read: open and quiet, as an idle connection should be
+    except OSError:
+        return True
+    return True  # end of stream, or bytes nobody asked for: not reusable
+
+
 class Upstream:
     """The backend connection pool. ``is_live`` tells whether a backend is
     still in the balancer's pool (connections to others are closed)."""
@@ -70,14 +86,19 @@ class Upstream:
         self.dials = 0
         self.reuses = 0
 
-    def take_idle(self, backend: Backend) -> UpstreamConn | None:
-        """An idle connection to ``backend`` (most recently used first), or None."""
+    def take_idle(self, backend: Backend, check_open: bool = False) -> UpstreamConn | None:
+        """An idle connection to ``backend`` (most recently used first), or
+        None. ``check_open`` skips connections the backend has closed (one
+        syscall each: for requests that must not be replayed)."""
         idle = self._idle.get(backend.key)
         if not idle:
             return None
         now = trio.current_time()
         while idle:
             conn = idle.pop()
+            if check_open and _closed_by_peer(conn.stream):
+                conn.stream.close()
+                continue
             if now - conn.idle_since < self._idle_timeout:
                 self.reuses += 1
                 return conn

@@ -157,7 +157,6 @@ async def test_one_mebibyte_chunked_response_is_byte_exact() -> None:
         assert resp.body == body
 
 
-@pytest.mark.xfail(strict=True, reason="bug: chunked response forwarded as-is to an HTTP/1.0 client")
 async def test_chunked_response_to_an_http10_client_is_not_chunked() -> None:
     # RFC 9112 6.1: Transfer-Encoding must not be sent in a response to an
     # HTTP/1.0 request; an HTTP/1.0 client would take the chunk sizes for data.
@@ -196,11 +195,6 @@ async def test_expect_100_continue_refused_by_the_backend() -> None:
         assert resp.header("connection") == "close"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: BadRequest raised by the request-body pump escapes _forward's nursery as an ExceptionGroup; "
-    "no 400 is sent and it is logged as an internal error",
-)
 async def test_a_malformed_chunk_later_in_a_streamed_body_gets_400() -> None:
     async with open_echo() as echo, proxied([echo.backend]) as (_lb, peer):
         await peer.send(request_bytes("POST", "/", [("Transfer-Encoding", "chunked")]) + b"5\r\nhello\r\n")
@@ -211,11 +205,6 @@ async def test_a_malformed_chunk_later_in_a_streamed_body_gets_400() -> None:
     assert echo.requests == 0  # the backend never got a complete request
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: _ClientGone raised by the request-body pump escapes _forward's nursery as an ExceptionGroup; "
-    "a client leaving mid-upload is logged as 'internal error' with a traceback",
-)
 async def test_a_client_leaving_mid_upload_is_not_an_internal_error(caplog: pytest.LogCaptureFixture) -> None:
     async with open_echo() as echo, pylb.open_balancer([echo.backend]) as lb:
         async with await Peer.connect(port_of(lb.url)) as peer:

@@ -169,11 +169,6 @@ def _answer_once_then_drop_the_next() -> tuple[list[str], object]:
     return seen, handler
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a POST whose reused backend connection closes without an answer is sent again on a new "
-    "connection (RFC 9110 9.2.2: a proxy must not retry non-idempotent requests automatically)",
-)
 async def test_a_post_is_not_replayed_when_its_backend_connection_dies_unanswered() -> None:
     seen, handler = _answer_once_then_drop_the_next()
     async with open_backend(handler) as backend, proxied([backend.backend]) as (_lb, peer):  # type: ignore[arg-type]
