@@ -6,6 +6,7 @@ This module only re-exports the public API; ``tests/test_exports.py`` pins it.
 from pylb.api import open_balancer
 from pylb.config import Bind, Config
 from pylb.core.errors import ConfigError, ProxyError
+from pylb.core.health import HealthCheck
 from pylb.core.models import Backend, Route, Service, Snapshot
 from pylb.core.pool import Pool, SwapResult
 from pylb.core.routing import parse_virtual_host
@@ -23,6 +24,7 @@ __all__ = [
     "BoundAddress",
     "Config",
     "ConfigError",
+    "HealthCheck",
     "Pool",
     "ProxyError",
     "RequestRecord",

@@ -15,6 +15,7 @@ import trio
 
 from pylb.config import Bind, Config
 from pylb.core.errors import ConfigError
+from pylb.core.health import HealthCheck
 from pylb.core.models import Backend, parse_balance
 from pylb.core.timeouts import Timeouts
 from pylb.net.httpproxy import Observer
@@ -50,6 +51,7 @@ async def open_balancer(
     tls: object = None,
     force_ssl: bool = False,
     hsts_max_age: int = 0,
+    health: HealthCheck | None = None,
 ) -> AsyncIterator[Balancer]:
     """Run a balancer for the duration of the ``async with`` block.
 
@@ -59,7 +61,9 @@ async def open_balancer(
     a trustme ``LeafCert``, or a trustme ``CA`` (which then issues a
     certificate for localhost, 127.0.0.1 and ::1). With ``tls`` and no https
     address in ``bind``, pylb also listens on ``https://127.0.0.1:0``
-    (``lb.https_url``).
+    (``lb.https_url``). ``health`` sets the active checks (default: a TCP
+    connect every 2 s, rise 2, fall 3; ``HealthCheck(enabled=False)`` turns
+    them off, e.g. for a test that counts backend connections).
     The yielded Balancer has ``url``, ``urls``, ``set_backends()`` and
     ``statistics()``. Leaving the block closes listeners and connections.
     Raises ConfigError (or its subclass BindError) for bad input."""
@@ -77,7 +81,7 @@ async def open_balancer(
         timeouts=timeouts or Timeouts(),
         maxconn=maxconn,
     )
-    lb = Balancer(config, observer=observer, tls=context)
+    lb = Balancer(config, observer=observer, tls=context, health=health)
     lb.bind()  # a BindError surfaces here, not wrapped in an ExceptionGroup
     async with trio.open_nursery() as nursery:
         await nursery.start(lb.run)

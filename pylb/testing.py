@@ -20,7 +20,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 import trio
 import trio.testing
 
-from pylb.core.errors import BadGateway
+from pylb.core.errors import ConnectFailed
 from pylb.core.models import Backend
 from pylb.net.hello import HelloServer
 
@@ -120,7 +120,7 @@ class MemoryNetwork:
         await trio.lowlevel.checkpoint()
         handler = self._handlers.get(backend.key)
         if handler is None:
-            raise BadGateway(f"cannot connect to {backend}: ECONNREFUSED")
+            raise ConnectFailed(f"cannot connect to {backend}: ECONNREFUSED")
         self.dials.append(backend)
         client, server = trio.testing.memory_stream_pair()
         self._nursery.start_soon(handler, server)

@@ -10,6 +10,7 @@ API = {
     "BindError",
     "BoundAddress",
     "Config",
+    "HealthCheck",
     "ConfigError",
     "Pool",
     "ProxyError",

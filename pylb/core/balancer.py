@@ -9,6 +9,7 @@ it never mutates the counters it reads.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -16,7 +17,10 @@ from pylb.core.state import BackendState
 
 
 class Balancer(Protocol):
-    def pick(self) -> BackendState | None: ...
+    def pick(self, key: bytes = b"") -> BackendState | None:
+        """The next backend; ``key`` (the client's address) matters only to
+        ``source``."""
+        ...
 
 
 class RoundRobin:
@@ -31,7 +35,7 @@ class RoundRobin:
         self._current = [0] * len(self._states)
         self._weighted = len({s.backend.weight for s in self._states}) > 1
 
-    def pick(self) -> BackendState | None:
+    def pick(self, key: bytes = b"") -> BackendState | None:
         if self._weighted:
             return self._pick_weighted()
         states = self._states
@@ -71,7 +75,7 @@ class LeastConn:
         self._states = tuple(states)
         self._offset = 0
 
-    def pick(self) -> BackendState | None:
+    def pick(self, key: bytes = b"") -> BackendState | None:
         states = self._states
         n = len(states)
         best: BackendState | None = None
@@ -87,7 +91,32 @@ class LeastConn:
         return best
 
 
+class SourceHash:
+    """The client's address picks the backend (HAProxy's ``balance source``):
+    a client sticks to one backend while the set of backends up is unchanged.
+    Rendezvous hashing, so a backend leaving moves only its own clients."""
+
+    __slots__ = ("_states",)
+
+    def __init__(self, states: Sequence[BackendState]) -> None:
+        self._states = tuple(states)
+
+    def pick(self, key: bytes = b"") -> BackendState | None:
+        best: BackendState | None = None
+        best_score = -1
+        for state in self._states:
+            if not state.up:
+                continue
+            digest = hashlib.blake2b(key + b"|" + str(state.backend).encode(), digest_size=8).digest()
+            score = int.from_bytes(digest, "big") * state.backend.weight
+            if score > best_score:
+                best, best_score = state, score
+        return best
+
+
 def make_balancer(algorithm: str, states: Sequence[BackendState]) -> Balancer:
     if algorithm == "leastconn":
         return LeastConn(states)
+    if algorithm == "source":
+        return SourceHash(states)
     return RoundRobin(states)

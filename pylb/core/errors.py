@@ -62,3 +62,13 @@ class GatewayTimeout(ProxyError):
 
     status = 504
     reason = "Gateway Timeout"
+
+
+class ConnectFailed(BadGateway):
+    """The backend refused or reset the connection attempt: nothing was sent,
+    so the request may go to another backend (redispatch)."""
+
+
+class ConnectTimeout(GatewayTimeout):
+    """Connecting to the backend took longer than the connect timeout:
+    nothing was sent, so the request may go to another backend."""

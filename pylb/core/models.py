@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from pylb.core.errors import ConfigError
 
-BALANCE_ALGORITHMS = ("roundrobin", "leastconn")
+BALANCE_ALGORITHMS = ("roundrobin", "leastconn", "source")
 DEFAULT_SERVICE = "default"
 
 

@@ -14,6 +14,7 @@ Invariants:
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import NamedTuple
 
 from pylb.core.balancer import Balancer, make_balancer
@@ -97,9 +98,14 @@ class Pool:
         """Whether plain-HTTP requests to ``service`` are redirected to https."""
         return service in self._force_ssl
 
-    def acquire(self, service: str | None = None) -> BackendState:
+    def acquire(
+        self, service: str | None = None, key: bytes = b"", avoid: Collection[BackendState] = ()
+    ) -> BackendState:
         """Choose a backend of ``service`` (default: the snapshot's default
-        service) and count one request in flight on it. Raises NoBackend."""
+        service) and count one request in flight on it. ``key`` is the
+        client's address (for ``source``); backends in ``avoid`` (tried and
+        failed for this request) are skipped while others are up. Raises
+        NoBackend."""
         snapshot = self._snapshot
         if snapshot is None:
             raise NoBackend("no backends yet: waiting for the first discovery listing")
@@ -107,12 +113,27 @@ class Pool:
         balancer = self._balancers.get(name) if name is not None else None
         if balancer is None:
             raise NoBackend("no service takes this request")
-        state = balancer.pick()
+        state = balancer.pick(key)
+        if avoid and state is not None and state in avoid:
+            for _ in range(len(self._live)):
+                state = balancer.pick(key)
+                if state is None or state not in avoid:
+                    break
+            else:
+                state = None
         if state is None:
             raise NoBackend(f"service {name!r} has no backend up")
         state.in_flight += 1
         state.requests += 1
         return state
+
+    def has_other(self, service: str, tried: Collection[BackendState]) -> bool:
+        """Whether ``service`` has a backend up that is not in ``tried``."""
+        snapshot = self._snapshot
+        found = snapshot.service(service) if snapshot is not None else None
+        if found is None:
+            return False
+        return any(self._live[b.key].up and self._live[b.key] not in tried for b in found.backends)
 
     def release(self, state: BackendState, failed: bool = False) -> None:
         """End one request on ``state``; count it as failed if ``failed``."""

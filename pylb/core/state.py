@@ -13,7 +13,7 @@ from pylb.core.models import Backend
 
 
 class BackendState:
-    __slots__ = ("backend", "draining", "failures", "healthy", "in_flight", "requests")
+    __slots__ = ("backend", "draining", "failures", "fails_in_row", "healthy", "in_flight", "oks_in_row", "requests")
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
@@ -22,6 +22,8 @@ class BackendState:
         self.failures = 0
         self.draining = False
         self.healthy = True
+        self.oks_in_row = 0  # consecutive successful checks (pylb.core.health)
+        self.fails_in_row = 0  # consecutive failed checks or connects
 
     @property
     def up(self) -> bool:

@@ -19,14 +19,24 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import trio
 
-from pylb.core.errors import BadGateway, BadRequest, GatewayTimeout, NoBackend, ProxyError
+from pylb.core.errors import (
+    BadGateway,
+    BadRequest,
+    ConnectFailed,
+    ConnectTimeout,
+    GatewayTimeout,
+    NoBackend,
+    ProxyError,
+)
 from pylb.core.framing import ChunkedScanner
+from pylb.core.health import HealthCheck, observe
 from pylb.core.http1 import CHUNKED, LENGTH, NO_BODY, UNTIL_CLOSE, Head, find_head_end, parse_request, parse_response
 from pylb.core.models import Backend
 from pylb.core.policy import (
@@ -37,12 +47,14 @@ from pylb.core.policy import (
     response_head_out,
 )
 from pylb.core.pool import Pool
+from pylb.core.state import BackendState
 from pylb.core.timeouts import Timeouts
 from pylb.net import splice
 from pylb.net.stream import RECEIVE_SIZE, FastStream
 from pylb.net.timers import Watchdog
 from pylb.net.upstream import BackendStream, Upstream, UpstreamConn
 
+log = logging.getLogger("pylb")
 _BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError)
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 SPLICE_MIN = 256 * 1024  # bodies this large skip user space (when both ends are plain TCP)
@@ -85,6 +97,8 @@ class HttpContext:
     port: int = 80
     observer: Observer | None = None
     force_ssl: bool = False  # redirect every plain-HTTP request (not only FORCE_SSL services)
+    retries: int = 3  # other backends tried when connecting fails (redispatch)
+    health: HealthCheck = field(default_factory=HealthCheck)  # passive checks count toward its fall
     https_port: int = 443  # where redirects to https point
     extra_response: bytes = b""  # header lines added to every response (HSTS on https)
     closing: bool = False
@@ -211,18 +225,30 @@ class ClientConnection:
         service = pool.resolve(head.authority(), head.path(), ctx.proto, ctx.port)
         if ctx.proto == "http" and (ctx.force_ssl or pool.force_ssl(service)):
             return await self._redirect(head, ctx.https_port)
-        state = pool.acquire(service)
-        self.backend = state.backend
-        failed = True
-        try:
-            keep = await self._forward(head, state.backend)
-            failed = False
-            return keep
-        except (BadRequest, _ClientGone):
-            failed = False
-            raise
-        finally:
-            ctx.pool.release(state, failed)
+        tried: list[BackendState] = []
+        while True:
+            state = pool.acquire(service, self.client_ip, tried)
+            self.backend = state.backend
+            failed = True
+            try:
+                keep = await self._forward(head, state.backend)
+                failed = False
+                if state.fails_in_row:
+                    state.fails_in_row = 0
+                return keep
+            except (ConnectFailed, ConnectTimeout) as exc:
+                # Nothing was sent: another backend may take it (redispatch),
+                # and the failure counts toward marking this one down.
+                if observe(state, False, ctx.health):
+                    log.warning("backend %s is DOWN (%s)", state.backend, exc.detail)
+                tried.append(state)
+                if len(tried) > ctx.retries or not pool.has_other(service, tried):
+                    raise
+            except (BadRequest, _ClientGone):
+                failed = False
+                raise
+            finally:
+                pool.release(state, failed)
 
     async def _redirect(self, head: Head, port: int) -> bool:
         keep = head.keep_alive and head.framing == NO_BODY and not self.ctx.closing
@@ -234,22 +260,16 @@ class ClientConnection:
         return keep
 
     async def _forward(self, head: Head, backend: Backend) -> bool:
-        upgrade = head.upgrade is not None and head.upgrade.lower() != b"h2c"
-        out = request_head_out(head, self.suffix, self.client_ip, upgrade)
-        body_left = 0
+        # How much of the body is here already (nothing is consumed before
+        # the backend connection exists, so a failed connect can redispatch).
+        body_now = body_left = 0
         scanner: ChunkedScanner | None = None
         if head.framing == LENGTH:
-            n = head.length
-            if n:
-                buf = self.buf
-                out += buf[:n]
-                self.buf = buf[n:]
-                body_left = n - (len(buf) if len(buf) < n else n)
+            body_now = min(head.length, len(self.buf))
+            body_left = head.length - body_now
         elif head.framing == CHUNKED:
             scanner = ChunkedScanner(BadRequest)
-            used = scanner.feed(self.buf)
-            out += self.buf[:used]
-            self.buf = self.buf[used:]
+            body_now = scanner.feed(self.buf)
             body_left = 0 if scanner.done else -1
         upstream = self.ctx.upstream
         # A request that may not be replayed goes only on a connection seen open.
@@ -258,6 +278,11 @@ class ClientConnection:
         reused = conn is not None
         if conn is None:
             conn = await upstream.dial(backend)
+        upgrade = head.upgrade is not None and head.upgrade.lower() != b"h2c"
+        out = request_head_out(head, self.suffix, self.client_ip, upgrade)
+        if body_now:
+            out += self.buf[:body_now]
+            self.buf = self.buf[body_now:]
         try:
             if body_left == 0:
                 conn = await self._send_replayable(conn, reused and replayable, out)

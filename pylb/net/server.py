@@ -19,9 +19,11 @@ import trio
 
 from pylb.config import Bind, Config
 from pylb.core.errors import ConfigError
+from pylb.core.health import HealthCheck
 from pylb.core.models import Backend, Snapshot
 from pylb.core.policy import hsts_header
 from pylb.core.pool import Pool, SwapResult
+from pylb.net.health import HealthChecker
 from pylb.net.httpproxy import ClientConnection, HttpContext, Observer, Phase
 from pylb.net.stream import FastStream, accept, dial, listen_socket
 from pylb.net.timers import Watchdog
@@ -68,6 +70,7 @@ class Balancer:
         observer: Observer | None = None,
         dialer: Dialer = dial,
         tls: ssl.SSLContext | None = None,
+        health: HealthCheck | None = None,
     ) -> None:
         self.config = config.check() if tls is None else config
         certificates = config.certificates
@@ -81,6 +84,10 @@ class Balancer:
         self.pool = pool
         self.upstream = Upstream(pool.is_live, connect_timeout=config.timeouts.connect, dialer=dialer)
         self.observer = observer
+        self.health_check = health if health is not None else HealthCheck()
+        self.health = HealthChecker(
+            pool, self.health_check, dialer, min(config.timeouts.connect, self.health_check.inter)
+        )
         self.addresses: list[BoundAddress] = []
         self._contexts: list[HttpContext] = []
         self._limit = trio.Semaphore(config.maxconn)
@@ -149,6 +156,8 @@ class Balancer:
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.watchdog.run)
+                if self.health_check.enabled:
+                    nursery.start_soon(self.health.run)
                 accept_nursery = await nursery.start(self._accept_nursery)
                 for bind, sock in zip(listeners, sockets, strict=True):
                     host, port = sock.getsockname()[:2]
@@ -190,6 +199,7 @@ class Balancer:
             port,
             observer=self.observer,
             force_ssl=config.force_ssl,
+            health=self.health_check,
             https_port=https_port,
             extra_response=hsts_header(config.hsts_max_age) if scheme == "https" else b"",
         )

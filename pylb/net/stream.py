@@ -22,7 +22,7 @@ import socket as stdsocket
 import trio
 from trio.lowlevel import wait_readable, wait_writable
 
-from pylb.core.errors import BadGateway, GatewayTimeout
+from pylb.core.errors import ConnectFailed, ConnectTimeout
 from pylb.core.models import Backend
 
 RECEIVE_SIZE = 65536
@@ -103,7 +103,8 @@ class FastStream(trio.abc.HalfCloseableStream):
 
 
 async def dial(backend: Backend, timeout: float) -> FastStream:
-    """Connect to ``backend``; BadGateway on refusal, GatewayTimeout on timeout."""
+    """Connect to ``backend``; ConnectFailed (502) on refusal, ConnectTimeout
+    (504) on timeout."""
     sock: stdsocket.socket | None = None
     try:
         with trio.fail_after(timeout):
@@ -119,11 +120,11 @@ async def dial(backend: Backend, timeout: float) -> FastStream:
                 raise OSError(code, errno.errorcode.get(code, str(code)))
     except trio.TooSlowError:
         _discard(sock)
-        raise GatewayTimeout(f"connect to {backend} timed out after {timeout:g}s") from None
+        raise ConnectTimeout(f"connect to {backend} timed out after {timeout:g}s") from None
     except OSError as exc:
         _discard(sock)
         reason = errno.errorcode.get(exc.errno or 0, "") or str(exc)
-        raise BadGateway(f"cannot connect to {backend}: {reason}") from None
+        raise ConnectFailed(f"cannot connect to {backend}: {reason}") from None
     except BaseException:
         _discard(sock)
         raise

@@ -411,6 +411,9 @@ def lb_backend_requests(lb: pylb.Balancer) -> int:
 async def proxied(
     backends: list[pylb.Backend | str] | tuple[pylb.Backend | str, ...], **kwargs: object
 ) -> AsyncIterator[tuple[pylb.Balancer, Peer]]:
-    """A balancer in front of ``backends`` and one client connection to it."""
+    """A balancer in front of ``backends`` and one client connection to it.
+    Active health checks are off unless asked for: these tests count the
+    connections backends see."""
+    kwargs.setdefault("health", pylb.HealthCheck(enabled=False))
     async with pylb.open_balancer(backends, **kwargs) as lb, await Peer.connect(port_of(lb.url)) as peer:  # type: ignore[arg-type]
         yield lb, peer

@@ -9,9 +9,11 @@ import trio
 import trio.testing
 
 from pylb import Backend, Balancer, Config, Timeouts
+from pylb.core.health import HealthCheck
 from pylb.testing import MemoryNetwork
 
 A, B = Backend("10.0.0.1", 80), Backend("10.0.0.2", 80)
+NO_CHECKS = HealthCheck(enabled=False)
 CLIENT = ("192.0.2.9", 40000)
 
 
@@ -103,7 +105,7 @@ async def proxy(
         for backend, handler in backends.items():
             net.add(backend, handler)
         config = Config(binds=(), backends=tuple(backends) or (A,), timeouts=timeouts or Timeouts())
-        lb = Balancer(config, dialer=net.dial)
+        lb = Balancer(config, dialer=net.dial, health=NO_CHECKS)
         await nursery.start(lb.run)
         client_side, server_side = trio.testing.memory_stream_pair()
         nursery.start_soon(lb.serve_stream, server_side, CLIENT)
@@ -198,3 +200,60 @@ async def test_pipelined_requests_are_answered_in_order_each_balanced(
             client.h11.send(h11.EndOfMessage())
             served.append((await client.response())[1][b"x-served-by"])
         assert served == [b"a", b"b", b"a", b"b"]
+
+
+async def test_connect_failure_is_redispatched_to_another_backend(autojump_clock: trio.testing.MockClock) -> None:
+    async with trio.open_nursery() as nursery:
+        net = MemoryNetwork(nursery)
+        net.add(B, responder("b"))  # A refuses: nothing is registered for it
+        lb = Balancer(Config(binds=(), backends=(A, B)), dialer=net.dial, health=NO_CHECKS)
+        await nursery.start(lb.run)
+        client_side, server_side = trio.testing.memory_stream_pair()
+        nursery.start_soon(lb.serve_stream, server_side, CLIENT)
+        client = Client(client_side)
+        answers = [await client.get() for _ in range(6)]
+        assert [(status, h[b"x-served-by"]) for status, h, _ in answers] == [(200, b"b")] * 6
+        failures = {s["backend"]: s["failures"] for s in lb.pool.statistics()["backends"]}  # type: ignore[index, union-attr]
+        assert failures == {str(A): 3, str(B): 0}  # after fall=3 failures, A is down: no more tries
+        assert [s["healthy"] for s in lb.pool.statistics()["backends"]] == [False, True]  # type: ignore[index, union-attr]
+        nursery.cancel_scope.cancel()
+
+
+async def test_active_checks_take_a_dead_backend_out_and_bring_it_back(autojump_clock: trio.testing.MockClock) -> None:
+    async with trio.open_nursery() as nursery:
+        net = MemoryNetwork(nursery)
+        net.add(B, responder("b"))
+        check = HealthCheck(inter=2, rise=2, fall=3)
+        lb = Balancer(Config(binds=(), backends=(A, B)), dialer=net.dial, health=check)
+        await nursery.start(lb.run)
+        states = {str(s.backend): s for s in lb.pool.states()}
+        await trio.sleep(2 * 2 + 1)  # three rounds: at 0, 2 and 4 s
+        assert (states[str(A)].healthy, states[str(B)].healthy) == (False, True)
+        client_side, server_side = trio.testing.memory_stream_pair()
+        nursery.start_soon(lb.serve_stream, server_side, CLIENT)
+        client = Client(client_side)
+        assert [(await client.get())[1][b"x-served-by"] for _ in range(3)] == [b"b", b"b", b"b"]
+        assert states[str(A)].failures == 0  # no request was sent to the dead backend
+        net.add(A, responder("a"))  # A comes back
+        await trio.sleep(2 * 2)
+        assert states[str(A)].healthy
+        assert {(await client.get())[1][b"x-served-by"] for _ in range(4)} == {b"a", b"b"}
+        lb.set_backends([])
+        status, _, _ = await client.get()
+        assert status == 503
+        nursery.cancel_scope.cancel()
+
+
+async def test_all_backends_down_is_an_immediate_503(autojump_clock: trio.testing.MockClock) -> None:
+    async with trio.open_nursery() as nursery:
+        net = MemoryNetwork(nursery)
+        lb = Balancer(Config(binds=(), backends=(A, B)), dialer=net.dial, health=HealthCheck(inter=1, fall=2))
+        await nursery.start(lb.run)
+        await trio.sleep(1.5)
+        client_side, server_side = trio.testing.memory_stream_pair()
+        nursery.start_soon(lb.serve_stream, server_side, CLIENT)
+        start = trio.current_time()
+        status, _, body = await Client(client_side).get()
+        assert (status, trio.current_time() - start) == (503, 0)
+        assert b"no backend up" in body
+        nursery.cancel_scope.cancel()
