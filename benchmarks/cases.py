@@ -267,7 +267,7 @@ def _sharing(proxy_cpu_s: float, core: CoreTimes, flag: bool = True) -> dict[str
     With `flag`, a share above SHARED_CORE_PCT adds a note: the throughput figures are noisy.
     """
     total = max(core.total, 1e-9)
-    other_pct = max(0.0, core.tasks - proxy_cpu_s) / total * 100
+    other_pct = max(0.0, core.busy - proxy_cpu_s) / total * 100
     steal_pct = core.steal / total * 100
     info: dict[str, object] = {"proxy_core_other_pct": round(other_pct, 1), "steal_pct": round(steal_pct, 1)}
     if flag and other_pct + steal_pct > SHARED_CORE_PCT:

@@ -231,22 +231,26 @@ def cpu_seconds(pid: int) -> float:
 
 @dataclass(frozen=True)
 class CoreTimes:
-    """Seconds one core spent, from /proc/stat: on tasks (user, nice, system), stolen, in total."""
+    """Seconds one core spent, from /proc/stat: busy (user, nice, system, irq, softirq), stolen, total.
 
-    tasks: float
+    irq and softirq count as busy because a process's own stime includes the ticks that landed in
+    interrupt context while it ran; so busy minus the proxy's CPU time is what others had.
+    """
+
+    busy: float
     steal: float
     total: float
 
     def __sub__(self, other: CoreTimes) -> CoreTimes:
-        return CoreTimes(self.tasks - other.tasks, self.steal - other.steal, self.total - other.total)
+        return CoreTimes(self.busy - other.busy, self.steal - other.steal, self.total - other.total)
 
 
 def core_times(cpu: int) -> CoreTimes:
     for line in Path("/proc/stat").read_text().splitlines():
         if line.startswith(f"cpu{cpu} "):
             ticks = [int(value) for value in line.split()[1:]]
-            user, nice, system, steal = ticks[0], ticks[1], ticks[2], ticks[7]
-            return CoreTimes((user + nice + system) / CLK_TCK, steal / CLK_TCK, sum(ticks[:8]) / CLK_TCK)
+            busy = sum(ticks[:3]) + ticks[5] + ticks[6]  # user nice system (idle iowait) irq softirq
+            return CoreTimes(busy / CLK_TCK, ticks[7] / CLK_TCK, sum(ticks[:8]) / CLK_TCK)
     raise ValueError(f"no cpu{cpu} in /proc/stat")
 
 

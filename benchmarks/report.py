@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -139,6 +140,15 @@ def _figure_rows(rep: CaseReport) -> list[str]:
     return rows
 
 
+def error_summary(error: str) -> str:
+    """First line of an error, plus the exception line of the log it quotes (if any)."""
+    lines = [line.strip(" |+-") for line in error.splitlines()]
+    lines = [line for line in lines if line]
+    raised = [line for line in lines[1:] if re.match(r"[\w.]+(Error|Exception|Group|Exit)\b.*:", line)]
+    tail = raised[-1] if raised else (lines[-1] if len(lines) > 1 else "")
+    return f"{lines[0]} ... {tail}" if tail else lines[0]
+
+
 def _notes(reports: list[CaseReport]) -> list[str]:
     notes = []
     for rep in reports:
@@ -147,9 +157,7 @@ def _notes(reports: list[CaseReport]) -> list[str]:
             if outcome.unavailable:
                 notes.append(f"{where} {outcome.unavailable}")
             if outcome.error:
-                lines = [line.strip() for line in outcome.error.splitlines() if line.strip()]
-                last = f" ... {lines[-1]}" if len(lines) > 1 else ""
-                notes.append(f"{where} error: {lines[0]}{last}")
+                notes.append(f"{where} error: {error_summary(outcome.error)}")
             if outcome.info.get("note"):
                 notes.append(f"{where} {outcome.info['note']}")
             split = outcome.info.get("backend_requests")

@@ -139,7 +139,9 @@ def backend_requests(backend: Backend) -> int:
 
 # One thread, as pylb runs one worker here. http mode: keep-alive on both sides with backend
 # connections shared between clients (http-reuse always) and X-Forwarded-For added, the work pylb
-# does too. tcp mode: splice-auto, since pylb's tcp mode is meant to splice as well.
+# does too. Both modes: splice-auto (kernel splicing once a buffer fills, i.e. for bodies, not for
+# small responses), since pylb splices large bodies (and its tcp mode is meant to): bulk figures
+# are compared with HAProxy splicing, as the design says (ARCHITECTURE.md, Performance).
 # `no strict-limits`: HAProxy wants 2 fds per maxconn and refuses to start when it cannot raise
 # RLIMIT_NOFILE that far (e.g. a hard limit of 20000 in a container); an idle client holds one
 # fd, so it runs fine below its own estimate.
@@ -165,7 +167,7 @@ backend backends
 {servers}
 """
 _HAPROXY_MODE_OPTIONS = {
-    "http": "    timeout http-keep-alive 120s\n    option forwardfor\n    http-reuse always\n",
+    "http": "    timeout http-keep-alive 120s\n    option forwardfor\n    http-reuse always\n    option splice-auto\n",
     "tcp": "    option splice-auto\n",
 }
 
