@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 
 import trio
 
-from pylb.config import Bind, Config
+from pylb.config import Bind, Config, _parse_networks
 from pylb.core.errors import ConfigError
 from pylb.core.health import HealthCheck
 from pylb.core.models import Backend, parse_balance
@@ -52,6 +52,9 @@ async def open_balancer(
     force_ssl: bool = False,
     hsts_max_age: int = 0,
     health: HealthCheck | None = None,
+    send_proxy: str | None = None,
+    accept_proxy: Sequence[str] = (),
+    tcp_drain: float = 30.0,
 ) -> AsyncIterator[Balancer]:
     """Run a balancer for the duration of the ``async with`` block.
 
@@ -64,18 +67,24 @@ async def open_balancer(
     (``lb.https_url``). ``health`` sets the active checks (default: a TCP
     connect every 2 s, rise 2, fall 3; ``HealthCheck(enabled=False)`` turns
     them off, e.g. for a test that counts backend connections).
+    TCP listeners (``tcp://`` and ``tls://`` binds) take ``send_proxy``
+    (``"v1"``/``"v2"``) and ``tcp_drain``; ``accept_proxy`` lists the CIDR
+    ranges whose PROXY headers are believed, on every listener.
     The yielded Balancer has ``url``, ``urls``, ``set_backends()`` and
     ``statistics()``. Leaving the block closes listeners and connections.
     Raises ConfigError (or its subclass BindError) for bad input."""
     binds = tuple(Bind.parse(b, "bind") for b in ((bind,) if isinstance(bind, str) else bind))
     context, bundle = _tls_material(tls)
-    if tls is not None and not any(b.scheme == "https" for b in binds):
+    if tls is not None and not any(b.scheme in ("https", "tls") for b in binds):
         binds += (Bind("https", "127.0.0.1", 0),)
     config = Config(
         binds=binds,
         ssl_cert=bundle,
         force_ssl=force_ssl,
         hsts_max_age=hsts_max_age,
+        send_proxy=send_proxy,
+        accept_proxy=_parse_networks(",".join(accept_proxy), "accept_proxy"),
+        tcp_drain=tcp_drain,
         backends=tuple(b if isinstance(b, Backend) else Backend.parse(b, "backends") for b in backends),
         balance=parse_balance(balance, "balance"),
         timeouts=timeouts or Timeouts(),

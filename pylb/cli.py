@@ -19,6 +19,7 @@ import trio
 from pylb import config as cfg
 from pylb.core.errors import ConfigError
 from pylb.core.models import Backend, parse_balance
+from pylb.discovery import launch
 from pylb.net.hello import HelloServer
 from pylb.net.httpproxy import RequestRecord
 from pylb.net.server import Balancer
@@ -43,6 +44,7 @@ def _balancer_parser() -> argparse.ArgumentParser:
         if option.flag is None:
             continue
         env = f" [{option.env}]" if option.env else ""
+        switch = {"nargs": "?", "const": "true"} if option.parse is cfg.parse_bool else {}  # bare --flag: true
         parser.add_argument(
             option.flag,
             dest=option.dest,
@@ -50,6 +52,7 @@ def _balancer_parser() -> argparse.ArgumentParser:
             default=None,
             action="append" if option.repeat else "store",
             help=f"{option.help}{env}",
+            **switch,  # type: ignore[arg-type]
         )
     return parser
 
@@ -107,21 +110,23 @@ async def _second_signal(signals: AsyncIterator[int], drain: trio.Nursery) -> No
 def _run_balancer(argv: Sequence[str]) -> int:
     args = _balancer_parser().parse_args(argv)
     config = cfg.from_sources(vars(args))
-    if not config.backends and not config.routes:
-        raise ConfigError("no backends: pass --backend HOST:PORT or --route HOST=HOST:PORT (repeatable)")
+    mode = launch.resolve_mode(config, explicit=args.discover is not None)
     _setup_logging()
     lb = Balancer(config, observer=_access_logger() if config.access_log else None)
     lb.bind()
 
     async def main() -> None:
+        provider = await launch.prepare(mode, config)  # a ConfigError here is one line, before serving
         async with trio.open_nursery() as nursery:
+            await nursery.start(provider.run, lb)
             addresses = await nursery.start(lb.run)
             log.info(
-                "listening on %s; %d backends, %d routes, %s",
+                "listening on %s; %d backends, %d routes, %s; %s",
                 ", ".join(a.url for a in addresses),
                 len(lb.pool.states()),
                 len(lb.pool.snapshot.routes) if lb.pool.snapshot else 0,
                 config.balance,
+                provider.description,
             )
             nursery.start_soon(_until_signal, nursery, lb, config.grace)
 

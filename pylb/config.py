@@ -11,7 +11,9 @@ Invalid input raises ConfigError with one line naming the input and the fix.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -22,7 +24,9 @@ from pylb.core.routing import RouteSpec, parse_route_flag
 from pylb.core.timeouts import Timeouts, parse_duration
 from pylb.tls import CertBundle, bundle_from_file, bundles_from_folder, parse_pem_bundle
 
-SCHEMES = ("http", "https")
+SCHEMES = ("http", "https", "tcp", "tls")
+MODES = ("http", "tcp")
+DISCOVERY_MODES = ("docker", "links", "auto", "none")
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -33,9 +37,12 @@ class Bind:
     scheme: str
     host: str
     port: int
+    implicit: bool = field(default=False, compare=False)  # no scheme given: MODE decides
 
     @classmethod
     def parse(cls, text: str, what: str = "--bind") -> Bind:
+        """``[SCHEME://]ADDR:PORT``; schemes: http, https, tcp, tls (TCP with
+        TLS terminated). Without a scheme, MODE's (http unless MODE=tcp)."""
         scheme, sep, rest = text.strip().partition("://")
         if not sep:
             scheme, rest = "http", text.strip()
@@ -44,7 +51,7 @@ class Bind:
         if rest.isdigit():
             rest = f"0.0.0.0:{rest}"
         host, port = split_host_port(rest, what)
-        return cls(scheme, host, port)
+        return cls(scheme, host, port, implicit=not sep)
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -70,6 +77,14 @@ class Config:
     cert_folder: tuple[CertBundle, ...] = ()
     force_ssl: bool = False
     hsts_max_age: int = 0
+    discover: str | None = None
+    network: str | None = None
+    use_published_ports: bool = False
+    expose_all: bool = False
+    mode: str = "http"
+    send_proxy: str | None = None
+    accept_proxy: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    tcp_drain: float = 30.0
 
     @property
     def certificates(self) -> tuple[CertBundle, ...]:
@@ -84,10 +99,17 @@ class Config:
 
     @property
     def listeners(self) -> tuple[Bind, ...]:
+        """The listeners to open: ``binds`` (a bind without a scheme is TCP
+        under MODE=tcp), else port 80 and, with a certificate, 443."""
         if self.binds:
-            return self.binds
-        http = Bind("http", "0.0.0.0", 80)
-        return (http, Bind("https", "0.0.0.0", 443)) if self.certificates else (http,)
+            if self.mode != "tcp":
+                return self.binds
+            return tuple(Bind("tcp", b.host, b.port) if b.implicit else b for b in self.binds)
+        plain = "tcp" if self.mode == "tcp" else "http"
+        first = Bind(plain, "0.0.0.0", 80)
+        if not self.certificates:
+            return (first,)
+        return (first, Bind("tls" if self.mode == "tcp" else "https", "0.0.0.0", 443))
 
     def snapshot(self) -> Snapshot | None:
         """The world as the flags describe it: ``--backend``s form the default
@@ -110,7 +132,7 @@ class Config:
     def check(self) -> Config:
         """Raise ConfigError for settings that contradict each other."""
         for bind in self.listeners:
-            if bind.scheme == "https" and not self.certificates:
+            if bind.scheme in ("https", "tls") and not self.certificates:
                 raise ConfigError(f"--bind {bind}: no certificate for https (set SSL_CERT or pass --ssl-cert FILE)")
         return self
 
@@ -135,6 +157,37 @@ def parse_bool(text: str, what: str) -> bool:
     if value in ("0", "false", "no", "off", ""):
         return False
     raise ConfigError(f"{what}: {text!r} is not a boolean (use true or false)")
+
+
+def parse_discover(text: str, what: str) -> str:
+    value = text.strip().lower()
+    if value not in DISCOVERY_MODES:
+        raise ConfigError(f"{what}: unknown mode {text!r} (use one of: {', '.join(DISCOVERY_MODES)})")
+    return value
+
+
+def _parse_network(text: str, what: str) -> str:
+    value = text.strip()
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", value):
+        raise ConfigError(f"{what}: {text!r} is not a Docker network name or id (example: myapp_default)")
+    return value
+
+
+def _choice(text: str, what: str, choices: tuple[str, ...]) -> str:
+    value = text.strip().lower()
+    if value not in choices:
+        raise ConfigError(f"{what}: {text!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def _parse_networks(text: str, what: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    networks = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        try:
+            networks.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ConfigError(f"{what}: {part!r} is not an address or CIDR range (example: 10.0.0.0/8)") from None
+    return tuple(networks)
 
 
 def _parse_seconds(text: str, what: str) -> float:
@@ -276,6 +329,47 @@ OPTIONS: tuple[Option, ...] = (
         "31536000",
     ),
     Option(
+        "discover",
+        "--discover",
+        "PYLB_DISCOVER",
+        "MODE",
+        "Find backends by themselves: docker (engine events, labels and VIRTUAL_HOST; see docs/discovery.md), "
+        "links (legacy --link variables), auto (docker when its socket answers, else links) or none. "
+        "Off when --backend or --route are given.",
+        parse_discover,
+        "docker",
+    ),
+    Option(
+        "network",
+        "--network",
+        "PYLB_NETWORK",
+        "NAME",
+        "Docker discovery: reach containers by their IP on this network (default: a network shared with "
+        "pylb's container, else the container's first network).",
+        _parse_network,
+        "myapp_default",
+    ),
+    Option(
+        "use_published_ports",
+        "--use-published-ports",
+        "PYLB_USE_PUBLISHED_PORTS",
+        "BOOL",
+        "Docker discovery with pylb outside any container: reach containers by their published host port "
+        "(-p) instead of their IP.",
+        parse_bool,
+        "true",
+    ),
+    Option(
+        "expose_all",
+        "--expose-all",
+        "PYLB_EXPOSE_ALL",
+        "BOOL",
+        "Docker discovery: take every running container with exactly one exposed port, labelled or not "
+        "(opt out with the label pylb.enable=false).",
+        parse_bool,
+        "true",
+    ),
+    Option(
         "access_log",
         "--access-log",
         "PYLB_ACCESS_LOG",
@@ -292,6 +386,43 @@ OPTIONS: tuple[Option, ...] = (
         "On SIGTERM, how long in-flight requests may take to finish.",
         _parse_seconds,
         "10",
+    ),
+    Option(
+        "mode",
+        "--mode",
+        "MODE",
+        "http|tcp",
+        "tcp: the default listeners, and every --bind without a scheme, forward raw TCP (balanced per connection).",
+        lambda text, what: _choice(text, what, MODES),
+        "tcp",
+    ),
+    Option(
+        "send_proxy",
+        "--send-proxy",
+        "PYLB_SEND_PROXY",
+        "v1|v2",
+        "TCP listeners: send HAProxy's PROXY protocol header to backends, naming the client.",
+        lambda text, what: _choice(text, what, ("v1", "v2")),
+        "v2",
+    ),
+    Option(
+        "accept_proxy",
+        "--accept-proxy",
+        "PYLB_ACCEPT_PROXY",
+        "CIDR[,CIDR...]",
+        "Read a PROXY protocol header (v1 or v2) on connections from these sources (another balancer in front); "
+        "the client it names is the one pylb sees.",
+        _parse_networks,
+        "10.0.0.0/8",
+    ),
+    Option(
+        "tcp_drain",
+        "--tcp-drain",
+        "PYLB_TCP_DRAIN",
+        "SECONDS",
+        "TCP connections to a backend that left the pool are closed after this long.",
+        _parse_seconds,
+        "30",
     ),
 )
 

@@ -29,22 +29,29 @@ class Running:
 
 
 def read_until(proc: subprocess.Popen[str], pattern: str, timeout: float = 20.0) -> tuple[re.Match[str], list[str]]:
-    """Read the process's stderr line by line until ``pattern`` matches."""
+    """Read the process's stderr (unbuffered, so no line hides in a buffer)
+    until a line matches ``pattern``."""
     assert proc.stderr is not None
+    fd = proc.stderr.fileno()
     lines: list[str] = []
+    pending = b""
     deadline = time.monotonic() + timeout
     with selectors.DefaultSelector() as selector:
-        selector.register(proc.stderr, selectors.EVENT_READ)
+        selector.register(fd, selectors.EVENT_READ)
         while time.monotonic() < deadline:
             if not selector.select(deadline - time.monotonic()):
                 break
-            line = proc.stderr.readline()
-            if not line:
+            chunk = os.read(fd, 65536)
+            if not chunk:
                 break
-            lines.append(line)
-            match = re.search(pattern, line)
-            if match:
-                return match, lines
+            pending += chunk
+            *complete, pending = pending.split(b"\n")
+            for raw in complete:
+                line = raw.decode(errors="replace") + "\n"
+                lines.append(line)
+                match = re.search(pattern, line)
+                if match:
+                    return match, lines
     raise AssertionError(f"{pattern!r} not seen; stderr was:\n{''.join(lines)}")
 
 
@@ -59,7 +66,7 @@ def run_pylb(*args: str, env: dict[str, str] | None = None) -> Iterator[Running]
         env={**os.environ, **(env or {})},
     )
     try:
-        match, lines = read_until(proc, r"listening on (http://[\d.]+:(\d+))")
+        match, lines = read_until(proc, r"listening on ((?:https?|tcp|tls)://[\d.]+:(\d+))")
         yield Running(proc, match.group(1), int(match.group(2)), lines)
     finally:
         if proc.poll() is None:

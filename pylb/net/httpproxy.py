@@ -50,7 +50,7 @@ from pylb.core.pool import Pool
 from pylb.core.state import BackendState
 from pylb.core.timeouts import Timeouts
 from pylb.net import splice
-from pylb.net.stream import RECEIVE_SIZE, FastStream
+from pylb.net.stream import RECEIVE_SIZE, FastStream, close_now
 from pylb.net.timers import Watchdog
 from pylb.net.upstream import BackendStream, Upstream, UpstreamConn
 
@@ -124,6 +124,7 @@ class ClientConnection:
         "response_started",
         "scope",
         "deadline",
+        "fresh",
         "sent",
         "status",
         "stream",
@@ -136,6 +137,7 @@ class ClientConnection:
         self.buf = b""
         self.scope = trio.CancelScope()
         self.deadline = math.inf
+        self.fresh = True
         self.phase = Phase.IDLE
         self.client_ip = client[0].encode()
         self.suffix = forwarded_suffix(client[0], ctx.proto, ctx.port)
@@ -158,7 +160,8 @@ class ClientConnection:
             pass
         finally:
             watchdog.unwatch(self)
-            await trio.aclose_forcefully(self.stream)
+            if not close_now(self.stream):
+                await trio.aclose_forcefully(self.stream)
 
     async def _serve(self) -> None:
         ctx = self.ctx
@@ -204,7 +207,13 @@ class ClientConnection:
                     self.buf = buf[end:]
                     self.phase = Phase.FORWARD
                     return parse_request(buf if end == len(buf) else buf[:end])
-            data = bytes(await self.stream.receive_some(RECEIVE_SIZE))
+            data = None
+            if self.fresh:  # a new connection's request is often here already
+                self.fresh = False
+                if isinstance(self.stream, FastStream):
+                    data = self.stream.receive_nowait()
+            if data is None:
+                data = bytes(await self.stream.receive_some(RECEIVE_SIZE))
             if not data:
                 self.buf = b""
                 return None

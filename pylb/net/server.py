@@ -25,7 +25,9 @@ from pylb.core.policy import hsts_header
 from pylb.core.pool import Pool, SwapResult
 from pylb.net.health import HealthChecker
 from pylb.net.httpproxy import ClientConnection, HttpContext, Observer, Phase
-from pylb.net.stream import FastStream, accept, dial, listen_socket
+from pylb.net.listeners import Listener, serve_connection
+from pylb.net.stream import accept, dial, listen_socket
+from pylb.net.tcpproxy import TcpContext
 from pylb.net.timers import Watchdog
 from pylb.net.upstream import Dialer, Upstream
 from pylb.tls import CertBundle, CertStore, parse_pem_bundle, server_context
@@ -90,6 +92,7 @@ class Balancer:
         )
         self.addresses: list[BoundAddress] = []
         self._contexts: list[HttpContext] = []
+        self._tcp_contexts: list[TcpContext] = []
         self._limit = trio.Semaphore(config.maxconn)
         self.watchdog = Watchdog()
         self._accepting = trio.CancelScope()
@@ -140,6 +143,11 @@ class Balancer:
             "connections": self.connections,
             "requests": sum(c.requests for c in self._contexts),
             "errors": _merge(c.errors for c in self._contexts),
+            "tcp": {
+                "connections": sum(c.connections for c in self._tcp_contexts),
+                "bytes_in": sum(c.bytes_in for c in self._tcp_contexts),
+                "bytes_out": sum(c.bytes_out for c in self._tcp_contexts),
+            },
             "pool": self.pool.statistics(),
             "upstream": self.upstream.statistics(),
         }
@@ -149,29 +157,43 @@ class Balancer:
 
     async def run(self, *, task_status: trio.TaskStatus[list[BoundAddress]] = trio.TASK_STATUS_IGNORED) -> None:
         """Bind every listener, report the bound addresses, serve forever."""
-        listeners = self.config.listeners
+        binds = self.config.listeners
         sockets = self.bind()
         ports = [sock.getsockname()[1] for sock in sockets]
-        https_port = next((p for b, p in zip(listeners, ports, strict=True) if b.scheme == "https"), 443)
+        https_port = next((p for b, p in zip(binds, ports, strict=True) if b.scheme == "https"), 443)
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.watchdog.run)
                 if self.health_check.enabled:
                     nursery.start_soon(self.health.run)
                 accept_nursery = await nursery.start(self._accept_nursery)
-                for bind, sock in zip(listeners, sockets, strict=True):
+                for bind, sock in zip(binds, sockets, strict=True):
                     host, port = sock.getsockname()[:2]
-                    address = BoundAddress(bind.scheme, host, port)
-                    ctx = self._context(bind.scheme, port, https_port)
-                    self.addresses.append(address)
-                    self._contexts.append(ctx)
-                    accept_nursery.start_soon(self._accept_loop, sock, ctx, nursery)
+                    self.addresses.append(BoundAddress(bind.scheme, host, port))
+                    listener = self._listener(bind.scheme, sock, port, https_port)
+                    accept_nursery.start_soon(self._accept_loop, listener, nursery)
                 task_status.started(list(self.addresses))
         finally:
             for sock in sockets:
                 trio.lowlevel.notify_closing(sock)
                 sock.close()
             self.upstream.close_idle()
+
+    def _listener(self, scheme: str, sock: stdsocket.socket, port: int, https_port: int) -> Listener:
+        config = self.config
+        http: HttpContext | None = None
+        tcp: TcpContext | None = None
+        if scheme in ("tcp", "tls"):
+            tcp = TcpContext(
+                self.pool, self.upstream, config.timeouts, self.watchdog, port,
+                send_proxy=config.send_proxy, drain=config.tcp_drain, health=self.health_check,
+            )
+            self._tcp_contexts.append(tcp)
+        else:
+            http = self._context(scheme, port, https_port)
+            self._contexts.append(http)
+        tls = self.tls_context if scheme in ("https", "tls") else None
+        return Listener(sock, http, tcp, tls, config.accept_proxy, config.timeouts.handshake)
 
     def bind(self) -> list[stdsocket.socket]:
         """Bind every listening socket now (``run`` does it when it was not
@@ -233,9 +255,7 @@ class Balancer:
         """Serve one already-connected client stream (any trio stream: a TLS
         stream, or a memory stream in a test) until it ends. ``run`` must be
         running (it keeps the clock that timeouts use)."""
-        ctx = HttpContext(
-            self.pool, self.upstream, self.config.timeouts, self.watchdog, scheme, port, observer=self.observer
-        )
+        ctx = self._context(scheme, port)
         self._contexts.append(ctx)
         await ClientConnection(stream, client, ctx).run()
 
@@ -248,11 +268,18 @@ class Balancer:
                 fix = "ports below 1024 need root or CAP_NET_BIND_SERVICE; choose a port above 1023"
             raise BindError(f"--bind {bind}: {exc.strerror or exc} ({fix})") from None
 
-    async def _accept_loop(self, sock: stdsocket.socket, ctx: HttpContext, nursery: trio.Nursery) -> None:
+    async def _accept_loop(self, listener: Listener, nursery: trio.Nursery) -> None:
+        accepted = 0
         while True:
-            await self._limit.acquire()
+            accepted += 1
             try:
-                conn, address = await accept(sock)
+                if accepted % 16 == 0:  # a burst of connections must not starve the rest
+                    raise trio.WouldBlock
+                self._limit.acquire_nowait()
+            except trio.WouldBlock:
+                await self._limit.acquire()
+            try:
+                conn, address = await accept(listener.sock)
             except OSError as exc:
                 self._limit.release()
                 if exc.errno in _ACCEPT_CAPACITY_ERRORS:
@@ -267,17 +294,12 @@ class Balancer:
             except BaseException:
                 self._limit.release()
                 raise
-            nursery.start_soon(self._handle, conn, address, ctx)
+            nursery.start_soon(self._handle, listener, conn, address)
 
-    async def _handle(self, sock: stdsocket.socket, address: tuple[str, int], ctx: HttpContext) -> None:
+    async def _handle(self, listener: Listener, sock: stdsocket.socket, address: tuple[str, int]) -> None:
         self.connections += 1
         try:
-            stream: trio.abc.Stream = FastStream(sock)
-            if ctx.proto == "https":
-                stream = await self._handshake(stream, address)
-            await ClientConnection(stream, address, ctx).run()
-        except _HandshakeFailed:
-            sock.close()
+            await serve_connection(listener, sock, address)
         except Exception:
             log.exception("internal error on a connection from %s; connection closed", address[0])
             sock.close()
@@ -286,24 +308,6 @@ class Balancer:
             self._limit.release()
             if self.connections == 0 and self._all_closed is not None:
                 self._all_closed.set()
-
-
-    async def _handshake(self, stream: trio.abc.Stream, address: tuple[str, int]) -> trio.SSLStream[trio.abc.Stream]:
-        assert self.tls_context is not None
-        tls = trio.SSLStream(stream, self.tls_context, server_side=True, https_compatible=True)
-        with trio.move_on_after(self.config.timeouts.handshake):
-            try:
-                await tls.do_handshake()
-            except trio.BrokenResourceError as exc:
-                log.debug("TLS handshake with %s failed: %s", address[0], exc.__cause__ or exc)
-                raise _HandshakeFailed() from None
-            return tls
-        log.debug("TLS handshake with %s timed out", address[0])
-        raise _HandshakeFailed()
-
-
-class _HandshakeFailed(Exception):
-    pass
 
 
 def _merge(counters: object) -> dict[int, int]:

@@ -1,0 +1,30 @@
+"""Discovery: providers that find backends and emit whole snapshots.
+
+This package only re-exports; each module says what it owns. A provider is a
+pure builder (``docker_build.build_snapshot``, ``links.build_from_links``:
+plain data in, ``Discovered`` out) plus, for Docker, a thin I/O loop
+(``docker_watch.DockerWatcher``). Providers never touch a connection: they
+hand snapshots to ``Balancer.swap``.
+
+Example (a trio program or a test)::
+
+    async with pylb.open_balancer() as lb, open_docker_discovery(lb) as watcher:
+        await watcher.wait_synced()
+        ...  # lb now balances across the labelled containers
+"""
+
+from pylb.discovery.assembly import Discovered, Member
+from pylb.discovery.docker_build import DockerOptions, build_snapshot
+from pylb.discovery.docker_watch import DockerWatcher, open_docker_discovery
+from pylb.discovery.links import build_from_links, has_links
+
+__all__ = [
+    "Discovered",
+    "DockerOptions",
+    "DockerWatcher",
+    "Member",
+    "build_from_links",
+    "build_snapshot",
+    "has_links",
+    "open_docker_discovery",
+]

@@ -1,0 +1,133 @@
+"""What happens to an accepted connection before a protocol takes it.
+
+Owns: reading a PROXY header from trusted sources (``accept-proxy``), the
+TLS handshake with its timeout, and handing the stream to the HTTP proxy or
+the TCP proxy of its listener. Must not know: balancing, routing, HTTP.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket as stdsocket
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import trio
+
+from pylb.core import proxyproto
+from pylb.core.errors import ProxyError
+from pylb.net.httpproxy import ClientConnection, HttpContext
+from pylb.net.stream import RECEIVE_SIZE, FastStream
+from pylb.net.tcpproxy import TcpConnection, TcpContext
+
+log = logging.getLogger("pylb")
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(slots=True)
+class Listener:
+    """One listening socket and what its connections get: ``http`` or
+    ``tcp`` context, ``tls`` to terminate, ``trusted`` sources whose PROXY
+    header names the real client."""
+
+    sock: stdsocket.socket
+    http: HttpContext | None
+    tcp: TcpContext | None
+    tls: ssl.SSLContext | None
+    trusted: Sequence[Network]
+    handshake_timeout: float
+
+
+class _Dropped(Exception):
+    """The connection ended before a protocol took it (logged at debug)."""
+
+
+async def serve_connection(listener: Listener, sock: stdsocket.socket, address: tuple[str, int]) -> None:
+    """Serve one accepted connection to its end; never raises for what a
+    client does."""
+    stream: trio.abc.Stream = FastStream(sock, nodelay=False)  # inherited from the listening socket
+    try:
+        early = b""
+        if listener.trusted and _is_trusted(address[0], listener.trusted):
+            address, early = await _read_proxy_header(stream, address, listener.handshake_timeout)
+        if listener.tls is not None:
+            stream = await _handshake(_Prefixed(stream, early) if early else stream, listener, address)
+            early = b""
+        if listener.tcp is not None:
+            local = sock.getsockname()[:2]
+            await TcpConnection(stream, address, local, listener.tcp).run(early)
+        else:
+            assert listener.http is not None
+            connection = ClientConnection(stream, address, listener.http)
+            connection.buf = early
+            await connection.run()
+    except _Dropped as exc:
+        log.debug("connection from %s dropped: %s", address[0], exc)
+        await trio.aclose_forcefully(stream)
+
+
+def _is_trusted(ip: str, trusted: Sequence[Network]) -> bool:
+    try:
+        address = ipaddress.ip_address(ip.partition("%")[0])
+    except ValueError:
+        return False
+    return any(address in network for network in trusted)
+
+
+async def _read_proxy_header(
+    stream: trio.abc.Stream, address: tuple[str, int], timeout: float
+) -> tuple[tuple[str, int], bytes]:
+    buf = b""
+    with trio.move_on_after(timeout):
+        while True:
+            try:
+                header = proxyproto.parse(buf)
+            except ProxyError as exc:
+                raise _Dropped(exc.detail) from None
+            if header is not None:
+                return (header.source or address), buf[header.length :]
+            data = await stream.receive_some(RECEIVE_SIZE)
+            if not data:
+                raise _Dropped("closed before its PROXY header")
+            buf += data
+    raise _Dropped("no PROXY header in time")
+
+
+async def _handshake(
+    stream: trio.abc.Stream, listener: Listener, address: tuple[str, int]
+) -> trio.SSLStream[trio.abc.Stream]:
+    assert listener.tls is not None
+    tls = trio.SSLStream(stream, listener.tls, server_side=True, https_compatible=True)
+    with trio.move_on_after(listener.handshake_timeout):
+        try:
+            await tls.do_handshake()
+        except trio.BrokenResourceError as exc:
+            raise _Dropped(f"TLS handshake failed: {exc.__cause__ or exc}") from None
+        return tls
+    raise _Dropped("TLS handshake timed out")
+
+
+class _Prefixed(trio.abc.Stream):
+    """A stream that first yields bytes already read from it."""
+
+    def __init__(self, stream: trio.abc.Stream, prefix: bytes) -> None:
+        self.stream = stream
+        self.prefix = prefix
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        if self.prefix:
+            data, self.prefix = self.prefix, b""
+            await trio.lowlevel.checkpoint()
+            return data
+        return await self.stream.receive_some(max_bytes)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.stream.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()

@@ -1,0 +1,171 @@
+"""TCP mode: one client connection, one backend connection, bytes both ways.
+
+Owns: balancing per connection, connecting with redispatch before any byte
+is sent, the PROXY header toward backends that want it, the bidirectional
+pump with half-close (zero-copy ``splice`` when both ends are plain sockets,
+a bounded user-space copy otherwise), the idle timeout, and the drain
+timeout of connections whose backend left the pool. Must not know: HTTP.
+
+Invariants: nothing is buffered beyond one receive (or the splice pipe);
+a connection to a removed backend lives at most ``drain`` seconds more.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from dataclasses import dataclass, field
+
+import trio
+
+from pylb.core import proxyproto
+from pylb.core.errors import ConnectFailed, ConnectTimeout, NoBackend, ProxyError
+from pylb.core.health import HealthCheck, observe
+from pylb.core.pool import Pool
+from pylb.core.state import BackendState
+from pylb.core.timeouts import Timeouts
+from pylb.net import splice
+from pylb.net.stream import RECEIVE_SIZE, FastStream, close_now
+from pylb.net.timers import Watchdog
+from pylb.net.upstream import BackendStream, Upstream
+
+log = logging.getLogger("pylb")
+_BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError)
+Duplex = trio.abc.Stream | BackendStream
+
+
+@dataclass(slots=True)
+class TcpContext:
+    """What every connection of one TCP listener shares."""
+
+    pool: Pool
+    upstream: Upstream
+    timeouts: Timeouts
+    watchdog: Watchdog
+    port: int
+    service: str | None = None  # None: the snapshot's default service
+    send_proxy: str | None = None  # "v1" or "v2"
+    drain: float = 30.0
+    retries: int = 3
+    health: HealthCheck = field(default_factory=HealthCheck)
+    connections: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+
+
+class TcpConnection:
+    __slots__ = ("client", "address", "local", "ctx", "scope", "idle_deadline", "drain_deadline", "state")
+
+    def __init__(
+        self, client: trio.abc.Stream, address: tuple[str, int], local: tuple[str, int], ctx: TcpContext
+    ) -> None:
+        self.client = client
+        self.address = address
+        self.local = local
+        self.ctx = ctx
+        self.scope = trio.CancelScope()
+        self.idle_deadline = math.inf
+        self.drain_deadline = math.inf
+        self.state: BackendState | None = None
+
+    @property
+    def deadline(self) -> float:
+        """Read by the watchdog: the idle timeout, or the drain timeout once
+        the backend has left the pool, whichever comes first."""
+        if self.state is not None and self.state.draining and self.drain_deadline == math.inf:
+            self.drain_deadline = self.ctx.watchdog.now + self.ctx.drain
+        return min(self.idle_deadline, self.drain_deadline)
+
+    @deadline.setter
+    def deadline(self, value: float) -> None:
+        self.idle_deadline = value
+
+    def touch(self) -> None:
+        timeouts = self.ctx.timeouts
+        self.idle_deadline = self.ctx.watchdog.now + max(timeouts.client, timeouts.server)
+
+    async def run(self, early: bytes = b"") -> None:
+        """Serve the connection until both sides are done; ``early`` is what
+        was read from the client before (after a PROXY header)."""
+        ctx = self.ctx
+        ctx.connections += 1
+        ctx.watchdog.watch(self)
+        backend: BackendStream | None = None
+        try:
+            with self.scope:
+                self.touch()
+                backend = await self._connect()
+                if ctx.send_proxy:
+                    early = proxyproto.encode(ctx.send_proxy, self.address, self.local) + early
+                if early:
+                    await backend.send_all(early)
+                await self._pump_both(backend)
+        except (*_BROKEN, ProxyError) as exc:
+            log.debug("tcp connection from %s ended: %s", self.address[0], exc)
+        finally:
+            ctx.watchdog.unwatch(self)
+            if self.state is not None:
+                ctx.pool.release(self.state)
+            if backend is not None:
+                backend.close()
+            if not close_now(self.client):
+                await trio.aclose_forcefully(self.client)
+
+    async def _connect(self) -> BackendStream:
+        ctx = self.ctx
+        service = ctx.service or (ctx.pool.snapshot.default if ctx.pool.snapshot else None)
+        if service is None:
+            raise NoBackend("no service for this TCP listener")
+        tried: list[BackendState] = []
+        key = self.address[0].encode()
+        while True:
+            state = ctx.pool.acquire(service, key, tried)
+            try:
+                conn = await ctx.upstream.dial(state.backend)
+            except (ConnectFailed, ConnectTimeout) as exc:
+                ctx.pool.release(state, failed=True)
+                observe(state, False, ctx.health)
+                tried.append(state)
+                if len(tried) > ctx.retries or not ctx.pool.has_other(service, tried):
+                    raise
+                log.debug("tcp: %s; trying another backend", exc.detail)
+                continue
+            self.state = state
+            return conn.stream
+
+    async def _pump_both(self, backend: BackendStream) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._pump, self.client, backend, nursery, True)
+            nursery.start_soon(self._pump, backend, self.client, nursery, False)
+
+    async def _pump(self, src: Duplex, dst: Duplex, nursery: trio.Nursery, inbound: bool) -> None:
+        """Copy one direction until EOF, then half-close the other side."""
+        try:
+            if isinstance(src, FastStream) and isinstance(dst, FastStream) and splice.available():
+                moved = await splice.splice(src.sock, dst.sock, None, self.touch)
+            else:
+                moved = await self._copy(src, dst)
+        except _BROKEN:
+            nursery.cancel_scope.cancel()  # a reset on either side ends both
+            return
+        if inbound:
+            self.ctx.bytes_in += moved
+        else:
+            self.ctx.bytes_out += moved
+        send_eof = getattr(dst, "send_eof", None)
+        if send_eof is None:  # TLS: no half-close; the other direction ends with the connection
+            nursery.cancel_scope.cancel()
+            return
+        with contextlib.suppress(*_BROKEN):
+            await send_eof()
+
+    async def _copy(self, src: Duplex, dst: Duplex) -> int:
+        moved = 0
+        while True:
+            data = await src.receive_some(RECEIVE_SIZE)
+            if not data:
+                return moved
+            await dst.send_all(data)
+            moved += len(data)
+            self.touch()
