@@ -1,17 +1,24 @@
-"""The ``pylb`` command: the balancer, ``pylb demo`` and ``pylb hello``.
+"""The ``pylb`` command: the balancer, ``pylb demo``, ``pylb hello`` and
+``pylb healthcheck`` (the image's HEALTHCHECK: stdlib sockets, no trio).
 
-Owns: argument parsing (generated from ``pylb.config.OPTIONS``), logging
-setup, signal handling, and turning ConfigError into one line on stderr and
-exit code 2. Must not know: how the data plane works inside.
+Owns: argument parsing (generated from ``pylb.config.OPTIONS``), choosing
+one process or workers (``pylb.workers``), and turning ConfigError into one
+line on stderr and exit code 2. Logging and signals: ``pylb.runtime``.
+Must not know: how the data plane works inside.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import signal
+import os
+import re
+import socket
+import ssl
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
 from typing import NoReturn
 
 import trio
@@ -21,8 +28,9 @@ from pylb.core.errors import ConfigError
 from pylb.core.models import Backend, parse_balance
 from pylb.discovery import launch
 from pylb.net.hello import HelloServer
-from pylb.net.httpproxy import RequestRecord
 from pylb.net.server import Balancer
+from pylb.runtime import access_logger, setup_logging, until_signal
+from pylb.workers import default_workers, run_workers
 
 log = logging.getLogger("pylb")
 
@@ -57,62 +65,16 @@ def _balancer_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _access_logger(names: dict[tuple[str, int], str] | None = None) -> Callable[[RequestRecord], None]:
-    access = logging.getLogger("pylb.access")
-
-    def observe(record: RequestRecord) -> None:
-        backend = "-"
-        if record.backend is not None:
-            backend = str(record.backend)
-            if names and record.backend.key in names:
-                backend = f"{names[record.backend.key]} ({backend})"
-        access.info(
-            '%s "%s %s" %d -> %s %dB %.1fms',
-            record.client,
-            record.method,
-            record.target[:200],
-            record.status,
-            backend,
-            record.bytes_sent,
-            record.seconds * 1000,
-        )
-
-    return observe
-
-
-def _setup_logging() -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
-
-
-async def _until_signal(nursery: trio.Nursery, lb: Balancer | None = None, grace: float = 0.0) -> None:
-    """On SIGTERM or SIGINT: drain ``lb`` for up to ``grace`` seconds, then
-    stop; a second signal stops at once."""
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async for signum in signals:
-            log.info("received %s, stopping", signal.Signals(signum).name)
-            if lb is not None:
-                async with trio.open_nursery() as drain:
-                    drain.start_soon(_second_signal, signals, drain)
-                    if not await lb.drain(grace):
-                        log.warning("grace period of %gs over; closing %d connections", grace, lb.connections)
-                    drain.cancel_scope.cancel()
-            nursery.cancel_scope.cancel()
-            return
-
-
-async def _second_signal(signals: AsyncIterator[int], drain: trio.Nursery) -> None:
-    async for signum in signals:
-        log.info("received %s again, stopping now", signal.Signals(signum).name)
-        drain.cancel_scope.cancel()
-        return
-
-
 def _run_balancer(argv: Sequence[str]) -> int:
     args = _balancer_parser().parse_args(argv)
     config = cfg.from_sources(vars(args))
     mode = launch.resolve_mode(config, explicit=args.discover is not None)
-    _setup_logging()
-    lb = Balancer(config, observer=_access_logger() if config.access_log else None)
+    if args.workers is None and "PYLB_WORKERS" not in os.environ:
+        config = config.with_changes(workers=default_workers())
+    if config.workers > 1:
+        return run_workers(config, mode, config.workers)
+    setup_logging()
+    lb = Balancer(config, observer=access_logger() if config.access_log else None)
     lb.bind()
 
     async def main() -> None:
@@ -128,7 +90,7 @@ def _run_balancer(argv: Sequence[str]) -> int:
                 config.balance,
                 provider.description,
             )
-            nursery.start_soon(_until_signal, nursery, lb, config.grace)
+            nursery.start_soon(until_signal, nursery, lb, config.grace)
 
     trio.run(main)
     return 0
@@ -157,13 +119,13 @@ def _run_hello(argv: Sequence[str]) -> int:
         server.bind(bind.host, bind.port)
     except OSError as exc:
         raise ConfigError(f"--bind {bind}: {exc.strerror or exc} (choose another port)") from None
-    _setup_logging()
+    setup_logging()
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
             await nursery.start(_start_hello, server, bind)
             log.info("hello %s listening on %s", server.name, f"{bind.host}:{server.port}")
-            nursery.start_soon(_until_signal, nursery)
+            nursery.start_soon(until_signal, nursery)
 
     trio.run(main)
     return 0
@@ -197,9 +159,9 @@ def _run_demo(argv: Sequence[str]) -> int:
     bind = cfg.Bind.parse(args.bind, "--bind")
     balance = parse_balance(args.balance, "--balance")
     names: dict[tuple[str, int], str] = {}
-    lb = Balancer(cfg.Config(binds=(bind,), balance=balance), observer=_access_logger(names))
+    lb = Balancer(cfg.Config(binds=(bind,), balance=balance), observer=access_logger(names))
     lb.bind()
-    _setup_logging()
+    setup_logging()
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
@@ -215,13 +177,148 @@ def _run_demo(argv: Sequence[str]) -> int:
                 f"  try: curl {lb.url}/   (each request shows which backend answered; Ctrl-C stops)",
                 flush=True,
             )
-            nursery.start_soon(_until_signal, nursery)
+            nursery.start_soon(until_signal, nursery)
 
     trio.run(main)
     return 0
 
 
-_SUBCOMMANDS: dict[str, Callable[[Sequence[str]], int]] = {"hello": _run_hello, "demo": _run_demo}
+# -- pylb healthcheck: the image's HEALTHCHECK (stdlib sockets only) -------------------------
+
+HEALTHCHECK_TIMEOUT = 2.0
+
+
+def _healthcheck_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="pylb healthcheck",
+        description="Exit 0 when the local pylb answers on its first listener, 1 when not, with one line "
+        "on stderr saying why. HTTP(S): any HTTP answer to GET / (even a 503: no backends) means alive; "
+        "TCP: the connect (and TLS handshake) succeeds. Timeout 2 s. The image's HEALTHCHECK.",
+    )
+    parser.add_argument(
+        "--url",
+        default=None,
+        metavar="URL",
+        help="http://HOST:PORT[/PATH], https://..., tcp://HOST:PORT or tls://HOST:PORT (default: the first "
+        "listener of the pylb that is PID 1 (its --bind), else PYLB_BIND's first address, else "
+        "http://127.0.0.1:80; MODE=tcp makes an address without a scheme tcp://)",
+    )
+    return parser
+
+
+def _own_listener(environ: Mapping[str, str], pid1: Sequence[str] | None = None) -> cfg.Bind:
+    """The first listener of the pylb in this container: PID 1's own flags
+    when PID 1 is pylb (``pylb hello --bind ...`` too), else the environment
+    (PYLB_BIND's first address, MODE), else port 80."""
+    if pid1 is None:
+        try:
+            with open("/proc/1/cmdline", "rb") as file:
+                pid1 = [arg.decode(errors="replace") for arg in file.read().split(b"\0") if arg]
+        except OSError:
+            pid1 = []
+    args = list(pid1)
+    if args and os.path.basename(args[0]) == "pylb":
+        args = args[1:]
+    elif len(args) >= 3 and os.path.basename(args[0]).startswith("python") and args[1:3] == ["-m", "pylb"]:
+        args = args[3:]
+    else:
+        args = []  # PID 1 is not pylb: the environment says it all
+
+    def flag(name: str) -> str | None:
+        for i, arg in enumerate(args):
+            if arg == name and i + 1 < len(args):
+                return args[i + 1]
+            if arg.startswith(name + "="):
+                return arg.partition("=")[2]
+        return None
+
+    if args and args[0] in ("hello", "demo"):
+        return cfg.Bind.parse(flag("--bind") or ("0.0.0.0:80" if args[0] == "hello" else "127.0.0.1:8080"))
+    mode = flag("--mode") or environ.get("MODE", "").strip() or "http"
+    binds = environ.get("PYLB_BIND", "").replace(";", " ").split()
+    text = flag("--bind") or (binds[0] if binds else "0.0.0.0:80")
+    bind = cfg.Bind.parse(text, "--bind" if flag("--bind") else "PYLB_BIND")
+    if bind.implicit and mode == "tcp":
+        return cfg.Bind("tcp", bind.host, bind.port)
+    return bind
+
+
+def _healthcheck_target(url: str | None, environ: Mapping[str, str]) -> tuple[str, str, int, str]:
+    """(scheme, host to connect to, port, path)."""
+    if url is None:
+        bind = _own_listener(environ)
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(bind.host, bind.host)
+        return bind.scheme, host, bind.port, "/"
+    parts = urllib.parse.urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or cfg.DEFAULT_PORTS.get(scheme)
+    except ValueError:
+        port = None
+    if scheme not in cfg.SCHEMES or not parts.hostname or port is None:
+        raise ConfigError(f"--url: {url!r} is not http[s]://HOST[:PORT][/PATH] nor tcp|tls://HOST:PORT")
+    return scheme, parts.hostname, port, parts.path or "/"
+
+
+def _healthcheck(url: str | None, environ: Mapping[str, str], timeout: float = HEALTHCHECK_TIMEOUT) -> tuple[bool, str]:
+    """Check the listener; (healthy, one line saying why)."""
+    scheme, host, port, path = _healthcheck_target(url, environ)
+    where = f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+    deadline = time.monotonic() + timeout
+
+    def left() -> float:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        return remaining
+
+    try:
+        with socket.create_connection((host, port), timeout=left()) as raw:
+            sock: socket.socket = raw
+            if scheme in ("https", "tls"):  # pylb's own listener: its certificate is not the question here
+                context = ssl.create_default_context()
+                context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+                sock = context.wrap_socket(raw)
+            if scheme in ("tcp", "tls"):
+                return True, f"{where} accepts connections"
+            sock.settimeout(left())
+            sock.sendall(
+                f"GET {path} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: pylb-healthcheck\r\n"
+                "Connection: close\r\n\r\n".encode()
+            )
+            received = b""
+            while b"\r\n" not in received and len(received) < 4096:
+                sock.settimeout(left())
+                data = sock.recv(4096)
+                if not data:
+                    break
+                received += data
+    except TimeoutError:
+        return False, f"{where}: no answer within {timeout:g} s"
+    except ConnectionRefusedError:
+        return False, f"{where}: connection refused (is pylb listening there? see --url)"
+    except OSError as exc:  # ssl.SSLError among them
+        return False, f"{where}: {exc.strerror or exc}"
+    status = received.partition(b"\r\n")[0].decode("latin-1")
+    if not received:
+        return False, f"{where}: the connection closed without an HTTP answer"
+    if not re.match(r"HTTP/1\.[01] \d{3}", status):
+        return False, f"{where}: the answer is not HTTP: {status[:60]!r}"
+    return True, f"{where}{path} answered {status[9:].strip()}"
+
+
+def _run_healthcheck(argv: Sequence[str]) -> int:
+    args = _healthcheck_parser().parse_args(argv)
+    healthy, why = _healthcheck(args.url, os.environ)
+    print(f"pylb healthcheck: {'healthy' if healthy else 'unhealthy'}: {why}", file=sys.stderr)
+    return 0 if healthy else 1
+
+
+_SUBCOMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
+    "hello": _run_hello,
+    "demo": _run_demo,
+    "healthcheck": _run_healthcheck,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

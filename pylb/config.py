@@ -85,6 +85,7 @@ class Config:
     send_proxy: str | None = None
     accept_proxy: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     tcp_drain: float = 30.0
+    workers: int = 1
 
     @property
     def certificates(self) -> tuple[CertBundle, ...]:
@@ -423,6 +424,16 @@ OPTIONS: tuple[Option, ...] = (
         "TCP connections to a backend that left the pool are closed after this long.",
         _parse_seconds,
         "30",
+    ),
+    Option(
+        "workers",
+        "--workers",
+        "PYLB_WORKERS",
+        "N",
+        "Worker processes sharing the listening ports (SO_REUSEPORT); discovery runs once and every worker gets "
+        "its snapshots. Default: the number of cores (1 when embedded).",
+        _parse_int(1, 256),
+        "4",
     ),
 )
 

@@ -57,7 +57,11 @@ def read_until(proc: subprocess.Popen[str], pattern: str, timeout: float = 20.0)
 
 @contextmanager
 def run_pylb(*args: str, env: dict[str, str] | None = None) -> Iterator[Running]:
-    """``python -m pylb ARGS`` until the block ends (SIGTERM, then kill)."""
+    """``python -m pylb ARGS`` until the block ends (SIGTERM, then kill).
+    One process (``--workers 1``) unless ARGS say otherwise, so that its
+    pid is the one serving (tests read its memory)."""
+    if "--workers" not in args:
+        args = ("--workers", "1", *args)
     proc = subprocess.Popen(
         [sys.executable, "-m", "pylb", *args],
         stdout=subprocess.DEVNULL,

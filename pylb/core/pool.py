@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import NamedTuple
 
-from pylb.core.balancer import Balancer, make_balancer
+from pylb.core.balancer import Balancer, Cursor, LocalCursor, make_balancer
 from pylb.core.errors import NoBackend
 from pylb.core.models import Backend, Snapshot
 from pylb.core.routing import RouteTable
@@ -33,7 +33,8 @@ class Pool:
     """Hot-swappable backends. Create empty (``Pool()``, answering 503 until
     the first snapshot) or with a snapshot; ``swap()`` to change the world."""
 
-    def __init__(self, snapshot: Snapshot | None = None) -> None:
+    def __init__(self, snapshot: Snapshot | None = None, cursor: Cursor | None = None) -> None:
+        self._cursor: Cursor = cursor if cursor is not None else LocalCursor()
         self._snapshot: Snapshot | None = None
         self._live: dict[tuple[str, int], BackendState] = {}
         self._draining: dict[tuple[str, int], BackendState] = {}
@@ -68,7 +69,8 @@ class Pool:
             if state.in_flight:
                 self._draining[state.backend.key] = state
         self._balancers = {
-            s.name: make_balancer(s.balance, [live[b.key] for b in s.backends]) for s in snapshot.services
+            s.name: make_balancer(s.balance, [live[b.key] for b in s.backends], self._cursor, s.name)
+            for s in snapshot.services
         }
         self._routes = RouteTable(snapshot.routes)
         self._force_ssl = frozenset(s.name for s in snapshot.services if s.force_ssl)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import trio
 
 from pylb.config import Bind, Config
+from pylb.core.balancer import Cursor
 from pylb.core.errors import ConfigError
 from pylb.core.health import HealthCheck
 from pylb.core.models import Backend, Snapshot
@@ -73,6 +74,7 @@ class Balancer:
         dialer: Dialer = dial,
         tls: ssl.SSLContext | None = None,
         health: HealthCheck | None = None,
+        cursor: Cursor | None = None,
     ) -> None:
         self.config = config.check() if tls is None else config
         certificates = config.certificates
@@ -82,7 +84,7 @@ class Balancer:
                 log.warning("certificate %s expired on %s; clients will refuse it", bundle.label, bundle.not_after)
         self.tls_context = tls if tls is not None else self.certs.context if self.certs else None
         if pool is None:
-            pool = Pool(config.snapshot())
+            pool = Pool(config.snapshot(), cursor)
         self.pool = pool
         self.upstream = Upstream(pool.is_live, connect_timeout=config.timeouts.connect, dialer=dialer)
         self.observer = observer
@@ -195,19 +197,15 @@ class Balancer:
         tls = self.tls_context if scheme in ("https", "tls") else None
         return Listener(sock, http, tcp, tls, config.accept_proxy, config.timeouts.handshake)
 
-    def bind(self) -> list[stdsocket.socket]:
+    def bind(self, sockets: list[stdsocket.socket] | None = None) -> list[stdsocket.socket]:
         """Bind every listening socket now (``run`` does it when it was not
-        done): call it before starting trio to get a BindError plainly."""
-        if self._sockets is None:
-            sockets: list[stdsocket.socket] = []
-            try:
-                for bind in self.config.listeners:
-                    sockets.append(self._bind(bind))
-            except BaseException:
-                for sock in sockets:
-                    sock.close()
-                raise
+        done): call it before starting trio to get a BindError plainly.
+        ``sockets``: listening sockets bound elsewhere (a worker process gets
+        its own, one per listener, in the order of ``config.listeners``)."""
+        if sockets is not None:
             self._sockets = sockets
+        if self._sockets is None:
+            self._sockets = bind_all(self.config.listeners)
         return self._sockets
 
     def _context(self, scheme: str, port: int, https_port: int = 443) -> HttpContext:
@@ -259,15 +257,6 @@ class Balancer:
         self._contexts.append(ctx)
         await ClientConnection(stream, client, ctx).run()
 
-    def _bind(self, bind: Bind) -> stdsocket.socket:
-        try:
-            return listen_socket(bind.host, bind.port)
-        except OSError as exc:
-            fix = "choose another port" if exc.errno == errno.EADDRINUSE else "check the address"
-            if exc.errno == errno.EACCES:
-                fix = "ports below 1024 need root or CAP_NET_BIND_SERVICE; choose a port above 1023"
-            raise BindError(f"--bind {bind}: {exc.strerror or exc} ({fix})") from None
-
     async def _accept_loop(self, listener: Listener, nursery: trio.Nursery) -> None:
         accepted = 0
         while True:
@@ -308,6 +297,36 @@ class Balancer:
             self._limit.release()
             if self.connections == 0 and self._all_closed is not None:
                 self._all_closed.set()
+
+
+def bind_listener(bind: Bind, port: int | None = None, reuse_port: bool = False) -> stdsocket.socket:
+    """A listening socket for ``bind`` (at ``port`` when given), or a
+    BindError naming it and the fix."""
+    try:
+        return listen_socket(bind.host, bind.port if port is None else port, reuse_port=reuse_port)
+    except OSError as exc:
+        fix = "choose another port" if exc.errno == errno.EADDRINUSE else "check the address"
+        if exc.errno == errno.EACCES:
+            fix = "ports below 1024 need root or CAP_NET_BIND_SERVICE; choose a port above 1023"
+        raise BindError(f"--bind {bind}: {exc.strerror or exc} ({fix})") from None
+
+
+def bind_all(binds: Sequence[Bind], copies: int = 1) -> list[stdsocket.socket]:
+    """``copies`` listening sockets per bind (SO_REUSEPORT when more than
+    one, all on the port the first one got), grouped by copy: the sockets of
+    copy i are ``result[i * len(binds):(i + 1) * len(binds)]``."""
+    sockets: list[stdsocket.socket] = []
+    try:
+        firsts = [bind_listener(b, reuse_port=copies > 1) for b in binds]
+        sockets += firsts
+        ports = [sock.getsockname()[1] for sock in firsts]
+        for _ in range(copies - 1):
+            sockets += [bind_listener(b, p, reuse_port=True) for b, p in zip(binds, ports, strict=True)]
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
 
 
 def _merge(counters: object) -> dict[int, int]:

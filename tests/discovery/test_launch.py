@@ -138,7 +138,7 @@ def test_cli_errors_are_one_line_and_exit_2(
 ) -> None:
     for name in ("PYLB_DISCOVER", "PYLB_BACKENDS", "ROUTES"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(cli, "_setup_logging", lambda: None)
+    monkeypatch.setattr(cli, "setup_logging", lambda: None)
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith(fragment) and err.count("\n") == 1, err

@@ -1,0 +1,71 @@
+"""Process-level glue shared by the CLI and the worker processes.
+
+Owns: logging setup, the access-log line, and what SIGTERM/SIGINT do to a
+running balancer (drain within the grace period; a second signal stops at
+once). Must not know: argument parsing, the data plane's insides.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
+
+import trio
+
+from pylb.net.httpproxy import RequestRecord
+from pylb.net.server import Balancer
+
+log = logging.getLogger("pylb")
+
+
+def setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
+
+
+def access_logger(names: dict[tuple[str, int], str] | None = None) -> Callable[[RequestRecord], None]:
+    """An observer that logs one line per request (``names`` labels backends)."""
+    access = logging.getLogger("pylb.access")
+
+    def observe(record: RequestRecord) -> None:
+        backend = "-"
+        if record.backend is not None:
+            backend = str(record.backend)
+            if names and record.backend.key in names:
+                backend = f"{names[record.backend.key]} ({backend})"
+        access.info(
+            '%s "%s %s" %d -> %s %dB %.1fms',
+            record.client,
+            record.method,
+            record.target[:200],
+            record.status,
+            backend,
+            record.bytes_sent,
+            record.seconds * 1000,
+        )
+
+    return observe
+
+
+async def until_signal(nursery: trio.Nursery, lb: Balancer | None = None, grace: float = 0.0) -> None:
+    """On SIGTERM or SIGINT: drain ``lb`` for up to ``grace`` seconds, then
+    cancel ``nursery``; a second signal stops at once."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("received %s, stopping", signal.Signals(signum).name)
+            if lb is not None:
+                async with trio.open_nursery() as drain:
+                    drain.start_soon(_second_signal, signals, drain)
+                    if not await lb.drain(grace):
+                        log.warning("grace period of %gs over; closing %d connections", grace, lb.connections)
+                    drain.cancel_scope.cancel()
+            nursery.cancel_scope.cancel()
+            return
+
+
+async def _second_signal(signals: AsyncIterator[int], drain: trio.Nursery) -> None:
+    async for signum in signals:
+        log.info("received %s again, stopping now", signal.Signals(signum).name)
+        drain.cancel_scope.cancel()
+        return

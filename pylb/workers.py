@@ -1,0 +1,272 @@
+"""``--workers N``: N balancer processes sharing the listening ports.
+
+Owns: binding each listener N times with SO_REUSEPORT (the kernel spreads new
+connections over the N accept queues), starting the worker processes (spawned
+interpreters, each running one ``Balancer`` on its own sockets), fanning the
+snapshots and certificates that discovery finds (it runs once, here, in the
+supervisor) out to every worker, restarting a worker that dies, and passing
+SIGTERM on (each worker drains; a second signal stops them at once).
+Must not know: the data plane's insides, argument parsing.
+
+Invariants: a worker serves only after it has its sockets and the latest
+snapshot; the supervisor never accepts a connection itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import zlib
+from collections.abc import Sequence
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+import trio
+
+from pylb.config import Config
+from pylb.core.models import Snapshot
+from pylb.discovery import launch
+from pylb.net.server import Balancer, bind_all
+from pylb.runtime import access_logger, setup_logging, until_signal
+from pylb.tls import CertBundle
+
+log = logging.getLogger("pylb")
+READY_SECONDS = 30.0
+
+
+def default_workers() -> int:
+    """One worker per core this process may run on."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+class SharedCursor:
+    """Round-robin counters in memory shared by the workers, so that
+    requests alternate across all of them (two curls, two backends). Not
+    locked: two workers racing may both take the same turn, which only
+    shifts the rotation by one."""
+
+    SLOTS = 512
+
+    def __init__(self, counters: Any = None) -> None:
+        self.counters = counters if counters is not None else multiprocessing.get_context("spawn").RawArray(
+            "q", self.SLOTS
+        )
+        self._slots: dict[str, int] = {}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (SharedCursor, (self.counters,))
+
+    def advance(self, slot: str, step: int = 1) -> int:
+        index = self._slots.get(slot)
+        if index is None:
+            index = self._slots[slot] = zlib.crc32(slot.encode()) % self.SLOTS
+        value: int = self.counters[index]
+        self.counters[index] = value + step
+        return value
+
+
+class _Worker:
+    """The supervisor's handle on one worker: its process, its pipe, its sockets."""
+
+    def __init__(self, index: int, sockets: list[socket.socket]) -> None:
+        self.index = index
+        self.sockets = sockets
+        self.process: BaseProcess | None = None
+        self.conn: Connection | None = None
+        self.exited = trio.Event()
+
+    def start(self, config: Config, updates: list[tuple[str, Any]], cursor: SharedCursor) -> None:
+        context = multiprocessing.get_context("spawn")
+        parent, child = context.Pipe()
+        self.process = context.Process(
+            target=worker_main,
+            args=(config, self.sockets, child, self.index, cursor),
+            name=f"pylb-worker-{self.index}",
+        )
+        self.process.start()
+        self.exited = trio.Event()
+        child.close()
+        self.conn = parent
+        for update in updates:
+            parent.send(update)
+
+    def send(self, update: tuple[str, Any]) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.send(update)
+            except (BrokenPipeError, OSError):
+                log.warning("worker %d is gone; it gets the latest state when restarted", self.index)
+
+
+class Fanout:
+    """Discovery's target in the supervisor: every snapshot and certificate
+    set goes to every worker (and to workers started later)."""
+
+    def __init__(self, workers: Sequence[_Worker], has_certs: bool) -> None:
+        self.workers = workers
+        self.cursor = SharedCursor()
+        self.latest: dict[str, Any] = {}
+        self.certs = _CertFanout(self) if has_certs else None
+
+    def swap(self, snapshot: Snapshot) -> None:
+        self._publish("swap", snapshot)
+
+    def _publish(self, kind: str, value: Any) -> None:
+        self.latest[kind] = value
+        for worker in self.workers:
+            worker.send((kind, value))
+
+    def updates(self) -> list[tuple[str, Any]]:
+        return list(self.latest.items())
+
+
+class _CertFanout:
+    """Looks like ``CertStore.replace_dynamic`` to discovery."""
+
+    def __init__(self, fanout: Fanout) -> None:
+        self.fanout = fanout
+        self.current: tuple[str, ...] = ()
+
+    def replace_dynamic(self, bundles: Sequence[CertBundle]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        new = tuple(b.fingerprint for b in bundles)
+        added = tuple(f for f in new if f not in self.current)
+        removed = tuple(f for f in self.current if f not in new)
+        self.current = new
+        self.fanout._publish("certs", list(bundles))
+        return added, removed
+
+
+def run_workers(config: Config, mode: str, count: int) -> int:
+    """Serve ``config`` with ``count`` worker processes until a signal."""
+    binds = config.listeners
+    sockets = bind_all(binds, copies=count)  # a BindError here is one line, before any process starts
+    workers = [_Worker(i, sockets[i * len(binds) : (i + 1) * len(binds)]) for i in range(count)]
+    fanout = Fanout(workers, bool(config.certificates))
+    setup_logging()
+    trio.run(_supervise, config, mode, workers, fanout)
+    return 0
+
+
+async def _supervise(config: Config, mode: str, workers: list[_Worker], fanout: Fanout) -> None:
+    provider = await launch.prepare(mode, config)
+    stopping = trio.Event()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(provider.run, fanout)
+        for worker in workers:
+            worker.start(config, fanout.updates(), fanout.cursor)
+        for worker in workers:
+            await _wait_ready(worker)
+        ports = [s.getsockname()[1] for s in workers[0].sockets]
+        urls = [f"{b.scheme}://{b.host}:{p}" for b, p in zip(config.listeners, ports, strict=True)]
+        snapshot = fanout.latest.get("swap") or config.snapshot()
+        backends = {b.key for s in snapshot.services for b in s.backends} if snapshot else set()
+        log.info(
+            "listening on %s; %d backends, %d routes, %s; %d workers; %s",
+            ", ".join(urls),
+            len(backends),
+            len(snapshot.routes) if snapshot else 0,
+            config.balance,
+            len(workers),
+            provider.description,
+        )
+        for worker in workers:
+            nursery.start_soon(_keep_alive, worker, config, fanout, stopping)
+        await _forward_signals(workers, stopping)
+        with trio.move_on_after(config.grace + 5):
+            for worker in workers:
+                await worker.exited.wait()
+        for worker in workers:
+            if worker.process is not None and worker.process.is_alive():
+                log.warning("worker %d did not stop in time; killing it", worker.index)
+                worker.process.kill()
+        nursery.cancel_scope.cancel()
+
+
+async def _wait_ready(worker: _Worker) -> None:
+    assert worker.conn is not None
+    with trio.fail_after(READY_SECONDS):
+        while not worker.conn.poll():
+            await trio.lowlevel.wait_readable(worker.conn.fileno())
+    message = worker.conn.recv()
+    if message != ("ready", worker.index):
+        raise RuntimeError(f"worker {worker.index} did not start: {message!r}")
+
+
+async def _wait_exit(worker: _Worker) -> None:
+    if worker.process is not None and worker.process.is_alive():
+        await trio.lowlevel.wait_readable(worker.process.sentinel)
+        worker.process.join()
+
+
+async def _keep_alive(worker: _Worker, config: Config, fanout: Fanout, stopping: trio.Event) -> None:
+    """Restart the worker when it dies, unless pylb is stopping."""
+    while True:
+        await _wait_exit(worker)
+        worker.exited.set()
+        if stopping.is_set():
+            return
+        code = worker.process.exitcode if worker.process is not None else None
+        log.warning("worker %d exited (code %s); starting it again", worker.index, code)
+        worker.start(config, fanout.updates(), fanout.cursor)
+        await _wait_ready(worker)
+
+
+async def _forward_signals(workers: list[_Worker], stopping: trio.Event) -> None:
+    """The first SIGTERM/SIGINT: each worker drains; the second: at once."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            log.info("received %s, stopping %d workers", signal.Signals(signum).name, len(workers))
+            for worker in workers:
+                if worker.process is not None and worker.process.pid is not None and worker.process.is_alive():
+                    os.kill(worker.process.pid, signum)
+            if stopping.is_set():
+                return
+            stopping.set()
+            return
+
+
+# --- in the worker process --------------------------------------------------
+
+
+def worker_main(
+    config: Config, sockets: list[socket.socket], conn: Connection, index: int, cursor: SharedCursor
+) -> None:
+    """A worker: one balancer on ``sockets``, updated from ``conn``."""
+    setup_logging()
+    lb = Balancer(config, observer=access_logger() if config.access_log else None, cursor=cursor)
+    lb.bind(sockets)
+    trio.run(_serve, lb, conn, index, config.grace)
+
+
+async def _serve(lb: Balancer, conn: Connection, index: int, grace: float) -> None:
+    while conn.poll():  # what the supervisor knew before this worker started
+        _apply(lb, *conn.recv())
+    async with trio.open_nursery() as nursery:
+        await nursery.start(lb.run)
+        nursery.start_soon(_updates, lb, conn, nursery)
+        nursery.start_soon(until_signal, nursery, lb, grace)
+        conn.send(("ready", index))
+
+
+async def _updates(lb: Balancer, conn: Connection, nursery: trio.Nursery) -> None:
+    """Apply what the supervisor sends; stop when it is gone."""
+    while True:
+        await trio.lowlevel.wait_readable(conn.fileno())
+        try:
+            kind, value = conn.recv()
+        except (EOFError, OSError):
+            log.warning("the supervisor is gone; stopping")
+            nursery.cancel_scope.cancel()
+            return
+        _apply(lb, kind, value)
+
+
+def _apply(lb: Balancer, kind: str, value: Any) -> None:
+    if kind == "swap":
+        lb.swap(value)
+    elif kind == "certs" and lb.certs is not None:
+        lb.certs.replace_dynamic(value)
