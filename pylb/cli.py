@@ -82,6 +82,7 @@ def _run_balancer(argv: Sequence[str]) -> int:
         async with trio.open_nursery() as nursery:
             await nursery.start(provider.run, lb)
             addresses = await nursery.start(lb.run)
+            await nursery.start(until_signal, nursery, lb, config.grace)  # before anyone reads "listening"
             log.info(
                 "listening on %s; %d backends, %d routes, %s; %s",
                 ", ".join(a.url for a in addresses),
@@ -90,7 +91,6 @@ def _run_balancer(argv: Sequence[str]) -> int:
                 config.balance,
                 provider.description,
             )
-            nursery.start_soon(until_signal, nursery, lb, config.grace)
 
     trio.run(main)
     return 0
@@ -124,8 +124,8 @@ def _run_hello(argv: Sequence[str]) -> int:
     async def main() -> None:
         async with trio.open_nursery() as nursery:
             await nursery.start(_start_hello, server, bind)
+            await nursery.start(until_signal, nursery)
             log.info("hello %s listening on %s", server.name, f"{bind.host}:{server.port}")
-            nursery.start_soon(until_signal, nursery)
 
     trio.run(main)
     return 0
@@ -172,12 +172,12 @@ def _run_demo(argv: Sequence[str]) -> int:
             names.update({b.key: str(s.name) for b, s in zip(backends, servers, strict=True)})
             lb.set_backends(backends)
             await nursery.start(lb.run)
+            await nursery.start(until_signal, nursery, lb, 1.0)
             print(
                 f"pylb demo: {count} hello backends behind {lb.url} ({balance}).\n"
                 f"  try: curl {lb.url}/   (each request shows which backend answered; Ctrl-C stops)",
                 flush=True,
             )
-            nursery.start_soon(until_signal, nursery)
 
     trio.run(main)
     return 0
@@ -217,12 +217,10 @@ def _own_listener(environ: Mapping[str, str], pid1: Sequence[str] | None = None)
         except OSError:
             pid1 = []
     args = list(pid1)
-    if args and os.path.basename(args[0]) == "pylb":
-        args = args[1:]
-    elif len(args) >= 3 and os.path.basename(args[0]).startswith("python") and args[1:3] == ["-m", "pylb"]:
-        args = args[3:]
-    else:
-        args = []  # PID 1 is not pylb: the environment says it all
+    if args and os.path.basename(args[0]).startswith("python"):  # the script's shebang, or python -m pylb
+        args = args[2:] if args[1:2] == ["-m"] and args[2:3] == ["pylb"] else args[1:]
+    # PID 1 not pylb: the environment says it all
+    args = args[1:] if args and os.path.basename(args[0]) == "pylb" else []
 
     def flag(name: str) -> str | None:
         for i, arg in enumerate(args):

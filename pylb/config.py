@@ -192,7 +192,10 @@ def _parse_networks(text: str, what: str) -> tuple[ipaddress.IPv4Network | ipadd
 
 
 def _parse_seconds(text: str, what: str) -> float:
+    """Seconds (``10``, ``2.5``) or a duration with a unit (``500ms``, ``1m``)."""
     text = text.strip()
+    if re.fullmatch(r"[0-9]+\.[0-9]+", text):
+        return float(text)
     return parse_duration(text if not text.isdigit() else text + "s", what)
 
 

@@ -48,11 +48,21 @@ def access_logger(names: dict[tuple[str, int], str] | None = None) -> Callable[[
     return observe
 
 
-async def until_signal(nursery: trio.Nursery, lb: Balancer | None = None, grace: float = 0.0) -> None:
+async def until_signal(
+    nursery: trio.Nursery,
+    lb: Balancer | None = None,
+    grace: float = 0.0,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
     """On SIGTERM or SIGINT: drain ``lb`` for up to ``grace`` seconds, then
-    cancel ``nursery``; a second signal stops at once."""
+    cancel ``nursery``; a second signal stops at once. ``nursery.start`` it:
+    it reports started once the signals are caught."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        task_status.started()
         async for signum in signals:
+            if lb is not None:
+                lb.stop_accepting()  # before saying so: whoever reads the log finds the port closed
             log.info("received %s, stopping", signal.Signals(signum).name)
             if lb is not None:
                 async with trio.open_nursery() as drain:

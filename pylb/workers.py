@@ -175,7 +175,10 @@ async def _supervise(config: Config, mode: str, workers: list[_Worker], fanout: 
         )
         for worker in workers:
             nursery.start_soon(_keep_alive, worker, config, fanout, stopping)
-        await _forward_signals(workers, stopping)
+        nursery.start_soon(_forward_signals, workers, stopping)
+        await stopping.wait()
+        for sock in (s for w in workers for s in w.sockets):
+            sock.close()  # the workers close theirs while draining: new connections are refused
         with trio.move_on_after(config.grace + 5):
             for worker in workers:
                 await worker.exited.wait()
@@ -216,17 +219,15 @@ async def _keep_alive(worker: _Worker, config: Config, fanout: Fanout, stopping:
 
 
 async def _forward_signals(workers: list[_Worker], stopping: trio.Event) -> None:
-    """The first SIGTERM/SIGINT: each worker drains; the second: at once."""
+    """Each SIGTERM/SIGINT goes on to every worker: the first makes them
+    drain, the second stop at once (the supervisor then exits 0)."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for signum in signals:
             log.info("received %s, stopping %d workers", signal.Signals(signum).name, len(workers))
             for worker in workers:
                 if worker.process is not None and worker.process.pid is not None and worker.process.is_alive():
                     os.kill(worker.process.pid, signum)
-            if stopping.is_set():
-                return
             stopping.set()
-            return
 
 
 # --- in the worker process --------------------------------------------------
@@ -248,7 +249,7 @@ async def _serve(lb: Balancer, conn: Connection, index: int, grace: float) -> No
     async with trio.open_nursery() as nursery:
         await nursery.start(lb.run)
         nursery.start_soon(_updates, lb, conn, nursery)
-        nursery.start_soon(until_signal, nursery, lb, grace)
+        await nursery.start(until_signal, nursery, lb, grace)
         conn.send(("ready", index))
 
 

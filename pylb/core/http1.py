@@ -42,7 +42,7 @@ _SPECIAL_RE = re.compile(
     re.IGNORECASE,
 )
 _REQUEST_LINE_RE = re.compile(rb"(" + _TOKEN + rb") ([\x21-\x7e]+) HTTP/1\.([01])\r\n")
-_STATUS_LINE_RE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: [ \t\x21-\x7e\x80-\xff]*)?\r\n")
+_STATUS_LINE_RE = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9]{2})(?: [ \t\x21-\x7e\x80-\xff]*)?\r\n")
 
 # Headers that pylb must remove or rewrite before forwarding (hop-by-hop,
 # and forwarding headers that a client must not be able to spoof).
@@ -239,6 +239,8 @@ def _framing_headers(head: Head, cl: list[bytes], te: list[bytes], error: type[P
     if te:
         if cl:
             raise error("both Content-Length and Transfer-Encoding")
+        if head.minor == 0:  # RFC 9112 6.1: HTTP/1.0 has no transfer coding; the framing is faulty
+            raise error("Transfer-Encoding in an HTTP/1.0 message")
         if te != [b"chunked"]:
             _te_via_h11(te, error)
         head.framing = CHUNKED

@@ -13,6 +13,9 @@ from pylb.core.http1 import HOP_BY_HOP, SPOOFABLE, Head
 
 _SERVER = b"pylb"
 _TRANSFER_ENCODING = frozenset({b"transfer-encoding"})
+# Fields pylb frames and routes by: a Connection header naming them must not
+# make them vanish between pylb and its peer (that would smuggle a request).
+END_TO_END = frozenset({b"content-length", b"transfer-encoding", b"host"})
 
 
 def forwarded_suffix(client_ip: str, proto: str, port: int) -> bytes:
@@ -36,7 +39,7 @@ def request_head_out(head: Head, suffix: bytes, client_ip: bytes, upgrade: bool 
     host = b"X-Forwarded-Host: " + head.host + b"\r\n" if head.host is not None else b""
     if not head.needs_rewrite:
         return head.raw[:-2] + suffix + host + b"\r\n"
-    drop = HOP_BY_HOP | head.connection
+    drop = HOP_BY_HOP | (head.connection - END_TO_END)
     keep_upgrade = upgrade and b"upgrade" in head.connection
     lines = [head.raw[: head.raw.index(b"\r\n") + 2]]
     prior_xff: list[bytes] = []
@@ -67,7 +70,7 @@ def response_head_out(
     Transfer-Encoding goes too."""
     if not head.needs_rewrite and keep_alive and client_minor == 1 and not dechunk:
         return head.raw[:-2] + extra + b"\r\n" if extra else head.raw
-    drop = HOP_BY_HOP | head.connection | (_TRANSFER_ENCODING if dechunk else frozenset())
+    drop = HOP_BY_HOP | (head.connection - END_TO_END) | (_TRANSFER_ENCODING if dechunk else frozenset())
     lines = [head.raw[: head.raw.index(b"\r\n") + 2]]
     switching = head.status == 101
     for name, value in head.fields:

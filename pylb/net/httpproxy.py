@@ -287,8 +287,7 @@ class ClientConnection:
         reused = conn is not None
         if conn is None:
             conn = await upstream.dial(backend)
-        upgrade = head.upgrade is not None and head.upgrade.lower() != b"h2c"
-        out = request_head_out(head, self.suffix, self.client_ip, upgrade)
+        out = request_head_out(head, self.suffix, self.client_ip, _upgrading(head))
         if body_now:
             out += self.buf[:body_now]
             self.buf = self.buf[body_now:]
@@ -384,7 +383,7 @@ class ClientConnection:
             if rhead.status >= 200:
                 break
             if rhead.status == 101:
-                if head.upgrade is None or pump is not None:
+                if not _upgrading(head) or pump is not None:
                     raise BadGateway("backend switched protocols without an Upgrade request")
                 return await self._tunnel(head, conn, rhead)
             if head.minor == 1:
@@ -589,6 +588,12 @@ class ClientConnection:
                 seconds=trio.current_time() - start,
             )
         )
+
+
+def _upgrading(head: Head) -> bool:
+    """Whether pylb passes this request's Upgrade on (never h2c: pylb speaks
+    HTTP/1.1 to both sides), and so may relay a 101."""
+    return head.upgrade is not None and head.upgrade.lower() != b"h2c"
 
 
 class _RequestTimeout(BadRequest):

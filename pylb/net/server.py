@@ -176,10 +176,14 @@ class Balancer:
                     accept_nursery.start_soon(self._accept_loop, listener, nursery)
                 task_status.started(list(self.addresses))
         finally:
-            for sock in sockets:
+            self._close_listeners()
+            self.upstream.close_idle()
+
+    def _close_listeners(self) -> None:
+        for sock in self._sockets or ():
+            if sock.fileno() != -1:
                 trio.lowlevel.notify_closing(sock)
                 sock.close()
-            self.upstream.close_idle()
 
     def _listener(self, scheme: str, sock: stdsocket.socket, port: int, https_port: int) -> Listener:
         config = self.config
@@ -230,11 +234,16 @@ class Balancer:
                 task_status.started(nursery)
                 await trio.sleep_forever()
 
+    def stop_accepting(self) -> None:
+        """Close the listeners now: new connections are refused."""
+        self._accepting.cancel()
+        self._close_listeners()  # the accept loops see it closed and end
+
     async def drain(self, grace: float) -> bool:
         """Stop accepting; let requests in flight finish (their responses say
         ``Connection: close``) and close idle keep-alive connections. Returns
         True when every connection ended within ``grace`` seconds."""
-        self._accepting.cancel()
+        self.stop_accepting()
         for ctx in self._contexts:
             ctx.closing = True
         for item in self.watchdog.items():
@@ -269,6 +278,9 @@ class Balancer:
                 await self._limit.acquire()
             try:
                 conn, address = await accept(listener.sock)
+            except trio.ClosedResourceError:
+                self._limit.release()
+                return  # draining: the listener is closed
             except OSError as exc:
                 self._limit.release()
                 if exc.errno in _ACCEPT_CAPACITY_ERRORS:

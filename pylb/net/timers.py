@@ -5,7 +5,8 @@ cancellation of connections whose deadline has passed. Must not know: what
 a connection does. Moving a trio cancel scope's deadline costs a heap
 operation; the proxy moves its deadline several times per request, so it
 writes a float here instead and one task per balancer enforces it, as
-HAProxy's timer wheel does. Precision: one tick (default 0.25 s).
+HAProxy's timer wheel does. A timeout never fires early, and at most two
+ticks late (default tick: 0.25 s).
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ class Watchdog:
         while True:
             await trio.sleep(self.tick)
             now = self.now = trio.current_time()
-            for item in [w for w in self._watched if w.deadline <= now]:
+            # Deadlines were computed from a ``now`` up to one tick old: add the
+            # tick so that none fires early (they fire up to two ticks late).
+            due = now - self.tick
+            for item in [w for w in self._watched if w.deadline <= due]:
                 item.scope.cancel()
                 item.deadline = math.inf
