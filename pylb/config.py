@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pylb.core.errors import ConfigError
+from pylb.core.health import HealthCheck
 from pylb.core.models import DEFAULT_SERVICE, Backend, Route, Service, Snapshot, parse_balance, split_host_port
 from pylb.core.routing import RouteSpec, parse_route_flag
 from pylb.core.timeouts import Timeouts, parse_duration
@@ -86,6 +87,14 @@ class Config:
     accept_proxy: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     tcp_drain: float = 30.0
     workers: int = 1
+    health_check: HealthCheck = field(default_factory=HealthCheck)
+    http_check: str = ""
+    retries: int = 3
+
+    @property
+    def health(self) -> HealthCheck:
+        """The active checks: HEALTH_CHECK's timing, HTTP_CHECK's request."""
+        return self.health_check.with_http(self.http_check) if self.http_check else self.health_check
 
     @property
     def certificates(self) -> tuple[CertBundle, ...]:
@@ -172,6 +181,11 @@ def _parse_network(text: str, what: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", value):
         raise ConfigError(f"{what}: {text!r} is not a Docker network name or id (example: myapp_default)")
     return value
+
+
+def _parse_http_check(text: str, what: str) -> str:
+    HealthCheck().with_http(text, what)  # raises ConfigError for a bad value
+    return text.strip()
 
 
 def _choice(text: str, what: str, choices: tuple[str, ...]) -> str:
@@ -438,6 +452,34 @@ OPTIONS: tuple[Option, ...] = (
         _parse_int(1, 256),
         "4",
     ),
+    Option(
+        "health_check",
+        "--health-check",
+        "HEALTH_CHECK",
+        "SPEC",
+        "Active health checks in HAProxy's server-option form (milliseconds unless suffixed); none turns them off. "
+        "A backend is down after fall failures in a row, up again after rise successes.",
+        HealthCheck.parse,
+        "check inter 2000 rise 2 fall 3",
+    ),
+    Option(
+        "http_check",
+        "--http-check",
+        "HTTP_CHECK",
+        "METHOD PATH",
+        "Check backends with this HTTP request (a 2xx or 3xx answer is healthy) instead of a TCP connect.",
+        _parse_http_check,
+        "GET /health",
+    ),
+    Option(
+        "retries",
+        "--retries",
+        "PYLB_RETRIES",
+        "N",
+        "Other backends tried when connecting to one fails (nothing was sent yet; HAProxy's redispatch).",
+        _parse_int(0, 100),
+        "3",
+    ),
 )
 
 
@@ -488,6 +530,10 @@ def reference_markdown() -> str:
             default = "http://0.0.0.0:80, and https://0.0.0.0:443 when a certificate is set"
         elif isinstance(default, tuple) or default is None:
             default = " ".join(str(d) for d in default or ()) or "(none)"
+        elif default == "":
+            default = "(none)"
+        elif isinstance(default, HealthCheck):
+            default = f"check inter {default.inter * 1000:g} rise {default.rise} fall {default.fall} (tcp connect)"
         elif hasattr(default, "__dataclass_fields__"):
             default = ", ".join(f"{k} {getattr(default, k):g}s" for k in default.__dataclass_fields__)
         flag = f"`{option.flag} {option.metavar}`" if option.flag else "(env only)"

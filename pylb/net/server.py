@@ -88,7 +88,7 @@ class Balancer:
         self.pool = pool
         self.upstream = Upstream(pool.is_live, connect_timeout=config.timeouts.connect, dialer=dialer)
         self.observer = observer
-        self.health_check = health if health is not None else HealthCheck()
+        self.health_check = health if health is not None else config.health
         self.health = HealthChecker(
             pool, self.health_check, dialer, min(config.timeouts.connect, self.health_check.inter)
         )
@@ -192,7 +192,8 @@ class Balancer:
         if scheme in ("tcp", "tls"):
             tcp = TcpContext(
                 self.pool, self.upstream, config.timeouts, self.watchdog, port,
-                send_proxy=config.send_proxy, drain=config.tcp_drain, health=self.health_check,
+                send_proxy=config.send_proxy,
+                retries=config.retries, drain=config.tcp_drain, health=self.health_check,
             )
             self._tcp_contexts.append(tcp)
         else:
@@ -223,6 +224,7 @@ class Balancer:
             port,
             observer=self.observer,
             force_ssl=config.force_ssl,
+            retries=config.retries,
             health=self.health_check,
             https_port=https_port,
             extra_response=hsts_header(config.hsts_max_age) if scheme == "https" else b"",

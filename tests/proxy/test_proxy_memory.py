@@ -257,3 +257,25 @@ async def test_all_backends_down_is_an_immediate_503(autojump_clock: trio.testin
         assert (status, trio.current_time() - start) == (503, 0)
         assert b"no backend up" in body
         nursery.cancel_scope.cancel()
+
+
+async def test_http_checks_take_out_a_backend_answering_503(autojump_clock: trio.testing.MockClock) -> None:
+    async def unwell(stream: trio.abc.Stream) -> None:
+        async with stream:
+            head = await stream.receive_some(65536)
+            seen.append(head.split(b"\r\n")[0])
+            await stream.send_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
+
+    seen: list[bytes] = []
+    async with trio.open_nursery() as nursery:
+        net = MemoryNetwork(nursery)
+        net.add(A, unwell)
+        net.add(B, responder("b"))
+        check = HealthCheck(inter=1, rise=1, fall=2, http=("GET", "/health"))
+        lb = Balancer(Config(binds=(), backends=(A, B)), dialer=net.dial, health=check)
+        await nursery.start(lb.run)
+        await trio.sleep(1.5)
+        states = {str(s.backend): s.healthy for s in lb.pool.states()}
+        assert states == {str(A): False, str(B): True}
+        assert seen[0] == b"GET /health HTTP/1.1"
+        nursery.cancel_scope.cancel()
