@@ -23,6 +23,7 @@ from typing import NoReturn
 
 import trio
 
+from pylb import compat
 from pylb import config as cfg
 from pylb.core.errors import ConfigError
 from pylb.core.models import Backend, parse_balance
@@ -67,6 +68,8 @@ def _balancer_parser() -> argparse.ArgumentParser:
 
 def _run_balancer(argv: Sequence[str]) -> int:
     args = _balancer_parser().parse_args(argv)
+    for line in compat.unsupported(os.environ):
+        print(f"pylb: warning: {line}", file=sys.stderr)
     config = cfg.from_sources(vars(args))
     mode = launch.resolve_mode(config, explicit=args.discover is not None)
     if args.workers is None and "PYLB_WORKERS" not in os.environ:

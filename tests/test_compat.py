@@ -1,0 +1,34 @@
+import subprocess
+import sys
+
+from pylb import compat
+
+
+def test_unsupported_variables_are_named_without_their_values() -> None:
+    env = {
+        "EXTRA_GLOBAL_SETTINGS": "tune.ssl.default-dh-param 2048",
+        "EXTRA_FRONTEND_SETTINGS_443": "reqadd X-Secret:\\ s3cr3t",
+        "STATS_AUTH": "admin:hunter2",
+        "BALANCE": "leastconn",
+        "EXTRA_ROUTE_SETTINGS": "",
+    }
+    lines = compat.unsupported(env)
+    assert [line.split(":")[0] for line in lines] == [
+        "ignoring EXTRA_FRONTEND_SETTINGS_443",
+        "ignoring EXTRA_GLOBAL_SETTINGS",
+        "ignoring STATS_AUTH",
+    ]
+    assert not any("hunter2" in line or "s3cr3t" in line or "2048" in line for line in lines)
+
+
+def test_the_cli_warns_and_goes_on() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pylb", "--bind", "999.1.1.1:1", "--backend", "127.0.0.1:9"],
+        env={"PATH": "/usr/bin:/bin", "STATS_AUTH": "admin:hunter2"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert "pylb: warning: ignoring STATS_AUTH: no stats page" in result.stderr
+    assert "hunter2" not in result.stderr
+    assert result.returncode == 2  # and the bad --bind is still the error it was
