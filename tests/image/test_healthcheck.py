@@ -199,6 +199,12 @@ def test_bad_url_is_a_usage_error(url: str) -> None:
         (["pylb", "--mode", "tcp"], {"PYLB_BIND": "6379"}, Bind("tcp", "0.0.0.0", 6379)),
         (["pylb"], {"PYLB_BIND": "https://0.0.0.0:8443;0.0.0.0:8080"}, Bind("https", "0.0.0.0", 8443)),
         (["python3", "-m", "pylb", "--bind", "9000"], {"PYLB_BIND": "8000"}, Bind("http", "0.0.0.0", 9000)),
+        (
+            ["/opt/pylb/bin/python3", "/opt/pylb/bin/pylb", "hello", "--bind", "0.0.0.0:8080"],
+            {},
+            Bind("http", "0.0.0.0", 8080),
+        ),
+        (["/usr/bin/python3", "/usr/bin/other", "--bind", "0.0.0.0:9"], {}, Bind("http", "0.0.0.0", 80)),
         (["/sbin/init"], {"PYLB_BIND": "0.0.0.0:8000"}, Bind("http", "0.0.0.0", 8000)),
         (["/bin/sh", "-c", "pylb --bind 0.0.0.0:9"], {}, Bind("http", "0.0.0.0", 80)),
     ],
