@@ -39,7 +39,7 @@ UNSUPPORTED: dict[str, str] = {
     "ADDITIONAL_SERVICES": "Tutum/Docker Cloud service links are gone; use Docker discovery or --route",
 }
 PATTERNS: dict[str, str] = {
-    r"EXTRA_FRONTEND_SETTINGS_\d+": RAW_HAPROXY,
+    r"EXTRA_FRONTEND_SETTINGS_(FILE_)?\d+": RAW_HAPROXY,
     r"ADDITIONAL_BACKEND_\w+": "use --route HOST=ADDR:PORT for a backend outside Docker",
 }
 

@@ -267,7 +267,8 @@ OPTIONS: tuple[Option, ...] = (
         "--balance",
         "BALANCE",
         "ALGORITHM",
-        "How to choose a backend: roundrobin (smooth, weighted) or leastconn (fewest requests in flight).",
+        "How to choose a backend: roundrobin (smooth, weighted), leastconn (fewest requests in flight) or source "
+        "(the client's address picks the backend).",
         parse_balance,
         "leastconn",
     ),

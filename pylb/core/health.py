@@ -59,11 +59,17 @@ class HealthCheck:
         )
 
     def with_http(self, text: str, what: str = "HTTP_CHECK") -> HealthCheck:
-        """Add an HTTP check from ``METHOD PATH`` (``GET /health``)."""
-        parts = text.split()
+        """Add an HTTP check from ``METHOD PATH`` (``GET /health``); the
+        dockercloud-haproxy form ``OPTIONS * HTTP/1.1\\r\\nHost:\\ www`` is
+        read as its method and target (what follows the request line is
+        ignored: pylb sends its own Host)."""
+        first = text.replace("\\r\\n", "\n").replace("\r\n", "\n").split("\n")[0]
+        parts = first.split()
         if not parts:
             return self
         method, path = (parts[0].upper(), parts[1]) if len(parts) > 1 else ("GET", parts[0])
+        if path == "*" and method == "OPTIONS":
+            return HealthCheck(self.enabled, self.inter, self.rise, self.fall, (method, path))
         if not method.isalpha() or not path.startswith("/") or any(c.isspace() or ord(c) < 33 for c in path):
             raise ConfigError(f"{what}: {text!r} is not 'METHOD /path' (example: GET /health)")
         return HealthCheck(self.enabled, self.inter, self.rise, self.fall, (method, path))

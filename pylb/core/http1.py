@@ -139,12 +139,13 @@ def find_head_end(buf: bytes | bytearray, error: type[ProxyError] = HeadTooLarge
     Raises when the head cannot end well: too large, or a bare LF that a
     strict parser would never see terminated."""
     end = buf.find(b"\r\n\r\n")
+    kind = "request" if error is HeadTooLarge else "response"
     if end >= 0:
         if end + 4 > MAX_HEAD:
-            raise error(f"request head larger than {MAX_HEAD} bytes")
+            raise error(f"{kind} head larger than {MAX_HEAD} bytes")
         return end + 4
     if len(buf) > MAX_HEAD:
-        raise error(f"request head larger than {MAX_HEAD} bytes")
+        raise error(f"{kind} head larger than {MAX_HEAD} bytes")
     if b"\n\n" in buf or b"\n\r\n" in buf:
         raise (
             BadRequest("bare LF line ending in head")
@@ -195,6 +196,8 @@ def _parse_fields(head: Head, raw: bytes, start: int, error: type[ProxyError]) -
             raise BadGateway("backend sent an invalid header line")
         raise BadRequest(_h11_verdict(raw, h11.SERVER, "invalid header line"))
     if raw.count(b"\n", start) > MAX_HEADERS + 1:
+        if error is BadGateway:
+            raise BadGateway(f"backend sent more than {MAX_HEADERS} header lines")
         raise HeadTooLarge(f"more than {MAX_HEADERS} header lines")
     head.start = start
     connection: frozenset[bytes] = frozenset()

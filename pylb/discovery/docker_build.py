@@ -283,6 +283,8 @@ def _ports(name: str, labels: Mapping[str, str], env: Mapping[str, str], exposed
         candidates = tuple(p for p in exposed if p not in excluded)
     if len(candidates) == 1:
         return candidates
+    if 80 in candidates:  # as with links: several ports, one of them HTTP's (pylb's own image exposes 80 and 443)
+        return (80,)
     after = " (after EXCLUDE_PORTS)" if "EXCLUDE_PORTS" in env else ""
     if not candidates:
         raise _Skip(f"container {name} skipped: it exposes no TCP port{after}; name one with the label pylb.port=PORT")

@@ -248,7 +248,7 @@ class ClientConnection:
             except (ConnectFailed, ConnectTimeout) as exc:
                 # Nothing was sent: another backend may take it (redispatch),
                 # and the failure counts toward marking this one down.
-                if observe(state, False, ctx.health):
+                if ctx.health.enabled and observe(state, False, ctx.health):
                     log.warning("backend %s is DOWN (%s)", state.backend, exc.detail)
                 tried.append(state)
                 if len(tried) > ctx.retries or not pool.has_other(service, tried):
@@ -621,6 +621,12 @@ class _RequestBodyPump:
         self.done = False
         self.error: ProxyError | _ClientGone | None = None
 
+    def touch(self) -> None:
+        """The upload moves: the backend's answer may take ``server`` more
+        seconds from now (a slow upload is no slow backend)."""
+        client = self.client
+        client.deadline = max(client.deadline, client.ctx.watchdog.now + client.ctx.timeouts.server)
+
     async def run(self) -> None:
         """Pump; on failure keep the error for the caller and stop the exchange."""
         try:
@@ -651,6 +657,7 @@ class _RequestBodyPump:
                 finished = self.left == 0
             try:
                 await self.conn.stream.send_all(data)
+                self.touch()
             except _BROKEN:
                 return  # the backend stopped reading; its answer tells the rest
             if finished:
@@ -665,7 +672,7 @@ class _RequestBodyPump:
         if not isinstance(src, FastStream) or not isinstance(dst, FastStream):
             return False
         try:
-            moved = await splice.splice(src.sock, dst.sock, self.left)
+            moved = await splice.splice(src.sock, dst.sock, self.left, self.touch)
         except splice.SourceBroken:
             raise _ClientGone() from None
         except splice.SinkBroken:

@@ -125,7 +125,8 @@ class TcpConnection:
                 conn = await ctx.upstream.dial(state.backend)
             except (ConnectFailed, ConnectTimeout) as exc:
                 ctx.pool.release(state, failed=True)
-                observe(state, False, ctx.health)
+                if ctx.health.enabled:  # only checks can bring it back: without them, never mark down
+                    observe(state, False, ctx.health)
                 tried.append(state)
                 if len(tried) > ctx.retries or not ctx.pool.has_other(service, tried):
                     raise

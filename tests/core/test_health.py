@@ -53,3 +53,8 @@ def test_rise_and_fall() -> None:
     observe(state, False, check)
     observe(state, True, check)  # a success in between resets the count of failures
     assert [observe(state, False, check) for _ in range(2)] == [False, False] and state.healthy
+
+
+def test_dockercloud_raw_http_check_is_read_as_its_request_line() -> None:
+    config = cfg.from_sources({}, {"HTTP_CHECK": "OPTIONS * HTTP/1.1\\r\\nHost:\\ www"})
+    assert config.health.http == ("OPTIONS", "*")

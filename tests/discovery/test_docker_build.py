@@ -99,6 +99,7 @@ def test_pylbs_own_container_is_never_a_backend() -> None:
         ({"labels": {"pylb.port": "81"}, "env": {"SERVICE_PORTS": "82"}}, [81]),  # the label wins
         ({"labels": {"pylb.enable": "true"}, "exposed": (3000,)}, [3000]),
         ({"labels": {"pylb.enable": "true"}, "env": {"EXCLUDE_PORTS": "22"}, "exposed": (22, 80)}, [80]),
+        ({"labels": {"pylb.enable": "true"}, "exposed": (80, 443)}, [80]),  # pylb's own image, for one
     ],
 )
 def test_ports(kwargs: dict[str, Any], ports: list[int]) -> None:
@@ -110,7 +111,7 @@ def test_ports(kwargs: dict[str, Any], ports: list[int]) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "fragment"),
     [
-        ({"exposed": (80, 443)}, "exposes ports 80, 443; choose one with the label pylb.port=PORT"),
+        ({"exposed": (8080, 8443)}, "exposes ports 8080, 8443; choose one with the label pylb.port=PORT"),
         ({"exposed": ()}, "exposes no TCP port; name one with the label pylb.port=PORT"),
         ({"exposed": (22,), "env": {"EXCLUDE_PORTS": "22"}}, "exposes no TCP port (after EXCLUDE_PORTS)"),
     ],

@@ -211,7 +211,9 @@ async def test_connect_failure_is_redispatched_to_another_backend(autojump_clock
     async with trio.open_nursery() as nursery:
         net = MemoryNetwork(nursery)
         net.add(B, responder("b"))  # A refuses: nothing is registered for it
-        lb = Balancer(Config(binds=(), backends=(A, B)), dialer=net.dial, health=NO_CHECKS)
+        # active checks on (so that a backend marked down can come back), but far apart: the
+        # failures that take A out here are the requests' own connects
+        lb = Balancer(Config(binds=(), backends=(A, B)), dialer=net.dial, health=HealthCheck(inter=3600))
         await nursery.start(lb.run)
         client_side, server_side = trio.testing.memory_stream_pair()
         nursery.start_soon(lb.serve_stream, server_side, CLIENT)
@@ -219,7 +221,7 @@ async def test_connect_failure_is_redispatched_to_another_backend(autojump_clock
         answers = [await client.get() for _ in range(6)]
         assert [(status, h[b"x-served-by"]) for status, h, _ in answers] == [(200, b"b")] * 6
         failures = {s["backend"]: s["failures"] for s in lb.pool.statistics()["backends"]}  # type: ignore[index, union-attr]
-        assert failures == {str(A): 3, str(B): 0}  # after fall=3 failures, A is down: no more tries
+        assert failures == {str(A): 2, str(B): 0}  # with the first check's, fall=3: A is down, no more tries
         assert [s["healthy"] for s in lb.pool.statistics()["backends"]] == [False, True]  # type: ignore[index, union-attr]
         nursery.cancel_scope.cancel()
 
@@ -284,3 +286,61 @@ async def test_http_checks_take_out_a_backend_answering_503(autojump_clock: trio
         assert states == {str(A): False, str(B): True}
         assert seen[0] == b"GET /health HTTP/1.1"
         nursery.cancel_scope.cancel()
+
+
+async def test_without_active_checks_a_failing_backend_is_never_marked_down(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        net = MemoryNetwork(nursery)
+        net.add(B, responder("b"))
+        lb = Balancer(Config(binds=(), backends=(A, B)), dialer=net.dial, health=NO_CHECKS)
+        await nursery.start(lb.run)
+        client_side, server_side = trio.testing.memory_stream_pair()
+        nursery.start_soon(lb.serve_stream, server_side, CLIENT)
+        client = Client(client_side)
+        assert [(await client.get())[0] for _ in range(6)] == [200] * 6
+        net.add(A, responder("a"))  # A comes back: nothing has to notice, it was never taken out
+        assert {(await client.get())[1][b"x-served-by"] for _ in range(4)} == {b"a", b"b"}
+        nursery.cancel_scope.cancel()
+
+
+async def reads_whole_body(stream: trio.abc.Stream) -> None:
+    """Answers each request once its whole body has arrived."""
+    conn = h11.Connection(h11.SERVER)
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            conn.receive_data(await stream.receive_some(65536))
+        elif isinstance(event, h11.EndOfMessage):
+            await stream.send_all(conn.send(h11.Response(status_code=200, headers=[("Content-Length", "0")])))
+            await stream.send_all(conn.send(h11.EndOfMessage()))
+            conn.start_next_cycle()
+        elif isinstance(event, h11.ConnectionClosed):
+            return
+
+
+async def test_a_slow_upload_is_not_a_slow_backend(autojump_clock: trio.testing.MockClock) -> None:
+    async with proxy({A: reads_whole_body}, Timeouts(server=1, client=5)) as (client, _, _):
+        await client.send(b"POST /up HTTP/1.1\r\nHost: a.test\r\nContent-Length: 6\r\n\r\n")
+        for piece in (b"ab", b"cd", b"ef"):  # 2 s of upload with a 1 s server timeout
+            await trio.sleep(0.7)
+            await client.send(piece)
+        client.h11.send(h11.Request(method="POST", target="/up", headers=[("Host", "a"), ("Content-Length", "6")]))
+        client.h11.send(h11.Data(data=b"abcdef"))
+        client.h11.send(h11.EndOfMessage())
+        status, _, _ = await client.response()
+        assert status == 200
+
+
+async def test_a_response_with_too_many_header_lines_is_502_not_431(autojump_clock: trio.testing.MockClock) -> None:
+    async def chatty(stream: trio.abc.Stream) -> None:
+        await stream.receive_some(65536)
+        fields = b"".join(b"X-%d: v\r\n" % i for i in range(150))
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await stream.send_all(b"HTTP/1.1 200 OK\r\n" + fields + b"Content-Length: 0\r\n\r\n")
+
+    async with proxy({A: chatty}) as (client, _, _):
+        status, _, body = await client.get()
+        assert status == 502
+        assert b"more than 100 header lines" in body
