@@ -57,6 +57,7 @@ from pylb.core.errors import BadRequest, ConfigError
 from pylb.core.models import Backend, Route
 
 SCHEMES = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
+_NAME_CACHE = 4096
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 RouteSpec = tuple[tuple[Route, ...], tuple[Backend, ...]]
@@ -130,7 +131,7 @@ class RouteTable:
     wildcard routes form one short list in precedence order. Raises
     ConfigError for a route that ``parse_virtual_host`` would not produce."""
 
-    __slots__ = ("_entries", "_exact", "_wild")
+    __slots__ = ("_entries", "_exact", "_names", "_wild")
 
     def __init__(self, routes: Iterable[Route] = ()) -> None:
         entries = sorted((_Entry(route) for route in dict.fromkeys(routes)), key=lambda e: e.key)
@@ -141,6 +142,7 @@ class RouteTable:
         self._entries = tuple(entries)
         self._exact = {name: tuple(group) for name, group in exact.items()}
         self._wild = tuple(e for e in entries if e.kind != _EXACT)
+        self._names: dict[bytes, bytes] = {}  # Host values seen -> their checked, normalized name
 
     @property
     def routes(self) -> tuple[Route, ...]:
@@ -168,11 +170,14 @@ class RouteTable:
             path = path[:query]
         name = None
         if host is not None:
-            name = host.lower()
-            group = self._exact.get(name)
-            if group is None:
+            # Clients send the same few Host values again and again: check
+            # and normalize each once (invalid ones raise, and are not kept).
+            name = self._names.get(host)
+            if name is None:
                 name = _request_name(host)
-                group = self._exact.get(name, ())
+                if len(self._names) < _NAME_CACHE:
+                    self._names[host] = name
+            group = self._exact.get(name, ())
             for entry in group:
                 if entry.accepts(path, scheme, port):
                     return entry

@@ -143,10 +143,13 @@ class TcpConnection:
     async def _pump(self, src: Duplex, dst: Duplex, nursery: trio.Nursery, inbound: bool) -> None:
         """Copy one direction until EOF, then half-close the other side."""
         try:
-            if isinstance(src, FastStream) and isinstance(dst, FastStream) and splice.available():
-                moved = await splice.splice(src.sock, dst.sock, None, self.touch)
-            else:
-                moved = await self._copy(src, dst)
+            spliceable = isinstance(src, FastStream) and isinstance(dst, FastStream) and splice.available()
+            # Small exchanges are cheaper copied (two syscalls a message, not four); a full
+            # receive buffer means bulk, which goes on kernel-side.
+            moved, ended = await self._copy(src, dst, until_bulk=spliceable)
+            if not ended:
+                assert isinstance(src, FastStream) and isinstance(dst, FastStream)
+                moved += await splice.splice(src.sock, dst.sock, None, self.touch)
         except _BROKEN:
             nursery.cancel_scope.cancel()  # a reset on either side ends both
             return
@@ -161,12 +164,16 @@ class TcpConnection:
         with contextlib.suppress(*_BROKEN):
             await send_eof()
 
-    async def _copy(self, src: Duplex, dst: Duplex) -> int:
+    async def _copy(self, src: Duplex, dst: Duplex, until_bulk: bool = False) -> tuple[int, bool]:
+        """Copy until EOF (returns ``moved, True``) or, with ``until_bulk``,
+        until a receive fills the buffer (``moved, False``)."""
         moved = 0
         while True:
             data = await src.receive_some(RECEIVE_SIZE)
             if not data:
-                return moved
+                return moved, True
             await dst.send_all(data)
             moved += len(data)
             self.touch()
+            if until_bulk and len(data) == RECEIVE_SIZE:
+                return moved, False
