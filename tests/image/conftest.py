@@ -9,7 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.image.image_kit import Box, Built, build_image, require_docker
+from tests.discovery.docker_kit import require_docker
+from tests.image.image_kit import Box, Built, build_image
 
 
 @pytest.fixture(scope="session")

@@ -21,30 +21,12 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.discovery.docker_kit import get_once, in_ci, unavailable
+from tests.discovery.docker_kit import docker, get_once
 
 IMAGE = "pylb"
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = ROOT / "scripts" / "build-image"
 SOCKET = "/var/run/docker.sock"
-
-
-def require_docker() -> None:
-    """Skip with the reason outside CI; fail loudly in CI (CI=true)."""
-    reason = unavailable()
-    if reason is None:
-        return
-    if in_ci():
-        pytest.fail(f"Docker is required in CI and is unavailable: {reason}", pytrace=False)
-    pytest.skip(f"Docker unavailable: {reason}")
-
-
-def docker(*args: str, timeout: float = 60, check: bool = True) -> str:
-    """The docker CLI, blocking; its stdout, stripped."""
-    done = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
-    if check and done.returncode != 0:
-        raise AssertionError(f"docker {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}")
-    return done.stdout.strip()
 
 
 async def adocker(*args: str, timeout: float = 60) -> str:
