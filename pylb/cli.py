@@ -127,7 +127,7 @@ def _run_hello(argv: Sequence[str]) -> int:
     async def main() -> None:
         async with trio.open_nursery() as nursery:
             await nursery.start(_start_hello, server, bind)
-            await nursery.start(until_signal, nursery)
+            await nursery.start(until_signal, nursery, server, HELLO_GRACE)
             log.info("hello %s listening on %s", server.name, f"{bind.host}:{server.port}")
 
     trio.run(main)
@@ -136,6 +136,9 @@ def _run_hello(argv: Sequence[str]) -> int:
 
 async def _start_hello(server: HelloServer, bind: cfg.Bind, *, task_status: trio.TaskStatus[int]) -> None:
     await server.run(bind.host, bind.port, task_status=task_status)
+
+
+HELLO_GRACE = 10.0  # as pylb's own: requests in progress finish on `docker stop`
 
 
 def _parse_delay(text: str) -> float:

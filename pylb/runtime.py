@@ -11,11 +11,11 @@ import logging
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable
+from typing import Protocol
 
 import trio
 
 from pylb.net.httpproxy import RequestRecord
-from pylb.net.server import Balancer
 
 log = logging.getLogger("pylb")
 
@@ -48,9 +48,18 @@ def access_logger(names: dict[tuple[str, int], str] | None = None) -> Callable[[
     return observe
 
 
+class Drainable(Protocol):
+    """A server that can stop gracefully: a Balancer, or ``pylb hello``."""
+
+    connections: int
+
+    def stop_accepting(self) -> None: ...
+    async def drain(self, grace: float) -> bool: ...
+
+
 async def until_signal(
     nursery: trio.Nursery,
-    lb: Balancer | None = None,
+    lb: Drainable | None = None,
     grace: float = 0.0,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,

@@ -38,7 +38,11 @@ class HelloServer:
         self.requests = 0
         self.port = 0
         self.host = ""
+        self.connections = 0
         self._sock: stdsocket.socket | None = None
+        self._closing = False
+        self._idle: dict[FastStream, trio.CancelScope] = {}  # connections waiting for a request
+        self._all_closed: trio.Event | None = None
 
     def __repr__(self) -> str:
         return f"<HelloServer {self.name} {self.host}:{self.port} requests={self.requests}>"
@@ -61,11 +65,35 @@ class HelloServer:
             async with trio.open_nursery() as nursery:
                 task_status.started(self.port)
                 while True:
-                    conn, _ = await accept(sock)
+                    try:
+                        conn, _ = await accept(sock)
+                    except trio.ClosedResourceError:
+                        return  # stop_accepting()
                     nursery.start_soon(self._serve, FastStream(conn))
         finally:
+            self.stop_accepting()
+
+    def stop_accepting(self) -> None:
+        """Close the listener: new connections are refused."""
+        sock = self._sock
+        if sock is not None and sock.fileno() != -1:
             trio.lowlevel.notify_closing(sock)
             sock.close()
+
+    async def drain(self, grace: float) -> bool:
+        """Stop like a well-behaved backend (``docker stop``): refuse new
+        connections, answer requests in progress (with ``Connection: close``),
+        close idle connections; True when all ended within ``grace``."""
+        self._closing = True
+        self.stop_accepting()
+        for scope in list(self._idle.values()):
+            scope.cancel()
+        self._all_closed = trio.Event()
+        if not self.connections:
+            self._all_closed.set()
+        with trio.move_on_after(grace):
+            await self._all_closed.wait()
+        return self._all_closed.is_set()
 
     def _head(self, length: int, received: int, keep_alive: bool) -> bytes:
         return (
@@ -93,20 +121,21 @@ class HelloServer:
 
     async def _serve(self, stream: FastStream) -> None:
         buf = b""
+        self.connections += 1
         try:
             while True:
                 end = find_head_end(buf)
-                while end < 0:
-                    data = await stream.receive_some(RECEIVE_SIZE)
-                    if not data:
+                if end < 0:
+                    buf, end = await self._next_head(stream, buf)
+                    if end < 0:
                         return
-                    buf += data
-                    end = find_head_end(buf)
                 head = parse_request(buf[:end])
                 buf, received = await _skip_body(stream, buf[end:], head.framing, head.length)
                 self.requests += 1
                 if self.delay:
                     await trio.sleep(self.delay)
+                if self._closing:  # stopping: this answer is the connection's last
+                    head.keep_alive = False
                 await self._answer(stream, head, received)
                 if not head.keep_alive:
                     return
@@ -116,6 +145,31 @@ class HelloServer:
             pass
         finally:
             stream.close()
+            self.connections -= 1
+            if self._all_closed is not None and not self.connections:
+                self._all_closed.set()
+
+    async def _next_head(self, stream: FastStream, buf: bytes) -> tuple[bytes, int]:
+        """Wait for a whole request head (-1: the connection ended, or pylb
+        hello is stopping and no request had begun)."""
+        if self._closing and not buf:
+            return buf, -1
+        with trio.CancelScope() as scope:
+            if not buf:
+                self._idle[stream] = scope
+            try:
+                while True:
+                    data = await stream.receive_some(RECEIVE_SIZE)
+                    self._idle.pop(stream, None)
+                    if not data:
+                        return buf, -1
+                    buf += data
+                    end = find_head_end(buf)
+                    if end >= 0:
+                        return buf, end
+            finally:
+                self._idle.pop(stream, None)
+        return buf, -1
 
 
 def _bytes_asked(target: bytes) -> int | None:
