@@ -12,10 +12,13 @@ after ``rise`` consecutive successes; one observation never flips it twice.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pylb.core.errors import ConfigError
-from pylb.core.state import BackendState
 from pylb.core.timeouts import parse_duration
+
+if TYPE_CHECKING:  # models (Service.check) imports this module, and state imports models
+    from pylb.core.state import BackendState
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from pylb.core.errors import ConfigError
+from pylb.core.health import HealthCheck
 
 BALANCE_ALGORITHMS = ("roundrobin", "leastconn", "source")
 DEFAULT_SERVICE = "default"
@@ -112,6 +113,7 @@ class Service:
     backends: tuple[Backend, ...] = ()
     balance: str = "roundrobin"
     force_ssl: bool = False
+    check: HealthCheck | None = None  # this service's active checks (None: the balancer's)
 
     def __post_init__(self) -> None:
         parse_balance(self.balance, f"service {self.name!r}")
@@ -170,7 +172,9 @@ class Snapshot:
         default service is created when missing); routes are kept."""
         name = self.default or DEFAULT_SERVICE
         old = self.service(name)
-        new = Service(name, backends, old.balance if old else balance, old.force_ssl if old else False)
+        new = Service(
+            name, backends, old.balance if old else balance, old.force_ssl if old else False, old.check if old else None
+        )
         others = tuple(s for s in self.services if s.name != name)
         return Snapshot((new, *others), name, self.routes)
 

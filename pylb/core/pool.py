@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 from pylb.core.balancer import Balancer, Cursor, LocalCursor, make_balancer
 from pylb.core.errors import NoBackend
+from pylb.core.health import HealthCheck
 from pylb.core.models import Backend, Snapshot
 from pylb.core.routing import RouteTable
 from pylb.core.state import BackendState
@@ -41,6 +42,7 @@ class Pool:
         self._balancers: dict[str, Balancer] = {}
         self._routes = RouteTable()
         self._force_ssl: frozenset[str] = frozenset()
+        self._checks: dict[tuple[str, int], HealthCheck] = {}
         self._swaps = 0
         if snapshot is not None:
             self.swap(snapshot)
@@ -74,6 +76,12 @@ class Pool:
         }
         self._routes = RouteTable(snapshot.routes)
         self._force_ssl = frozenset(s.name for s in snapshot.services if s.force_ssl)
+        checks: dict[tuple[str, int], HealthCheck] = {}
+        for service in snapshot.services:  # a backend in several services: the first one's check
+            if service.check is not None:
+                for backend in service.backends:
+                    checks.setdefault(backend.key, service.check)
+        self._checks = checks
         self._live = live
         self._snapshot = snapshot
         self._swaps += 1
@@ -95,6 +103,10 @@ class Pool:
                 shown = host.decode("latin-1") if host is not None else "(no Host header)"
                 raise NoBackend(f"no service is configured for host {shown}")
         return name
+
+    def check_for(self, state: BackendState, default: HealthCheck) -> HealthCheck:
+        """The active checks for ``state``'s backend: its service's, else ``default``."""
+        return self._checks.get(state.backend.key, default)
 
     def force_ssl(self, service: str) -> bool:
         """Whether plain-HTTP requests to ``service`` are redirected to https."""

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from pylb.core.errors import ConfigError
+from pylb.core.health import HealthCheck
 from pylb.core.models import BALANCE_ALGORITHMS, DEFAULT_SERVICE, Backend, Route, Service, Snapshot
 from pylb.tls import CertBundle
 
@@ -47,6 +48,7 @@ class Member:
     routes: tuple[Route, ...] = ()
     balance: str | None = None
     force_ssl: bool | None = None
+    check: HealthCheck | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +118,7 @@ def _contested(routes: tuple[Route, ...]) -> list[str]:
 def _service(name: str, group: Sequence[Member], balance: str, warnings: list[str]) -> Service:
     chosen_balance = _agreed(name, "balance", [(m.name, m.balance) for m in group], warnings)
     force_ssl = _agreed(name, "FORCE_SSL", [(m.name, m.force_ssl) for m in group], warnings)
+    check = _agreed(name, "health checks", [(m.name, m.check) for m in group], warnings)
     backends: dict[tuple[str, int], Backend] = {}
     for member in group:
         backends.setdefault(member.backend.key, member.backend)
@@ -124,6 +127,7 @@ def _service(name: str, group: Sequence[Member], balance: str, warnings: list[st
         tuple(sorted(backends.values())),
         chosen_balance if chosen_balance is not None else balance,
         bool(force_ssl),
+        check,
     )
 
 
@@ -151,11 +155,13 @@ def _merged(services: list[Service], taken: set[str], balance: str) -> Service:
             backends.setdefault(backend.key, backend)
     balances = {s.balance for s in services}
     force = {s.force_ssl for s in services}
+    checks = {s.check for s in services}
     return Service(
         name,
         tuple(sorted(backends.values())),
         balances.pop() if len(balances) == 1 else balance,
         force.pop() if len(force) == 1 else False,
+        checks.pop() if len(checks) == 1 else None,
     )
 
 
@@ -169,6 +175,8 @@ SETTING_HINTS = {
     "SERVICE_PORTS": "list port numbers from 1 to 65535 (example: 80, 8080)",
     "EXCLUDE_PORTS": "list port numbers from 1 to 65535 (example: 22, 3306)",
     "BALANCE": f"use one of: {', '.join(BALANCE_ALGORITHMS)}",
+    "HEALTH_CHECK": "use HAProxy's server options (example: check inter 2000 rise 2 fall 3), or none",
+    "HTTP_CHECK": "use METHOD /path (example: GET /health)",
 }
 
 

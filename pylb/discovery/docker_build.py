@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pylb.core.errors import ConfigError
+from pylb.core.health import HealthCheck
 from pylb.core.models import Backend, Route, parse_balance, parse_weight
 from pylb.core.routing import parse_virtual_host
 from pylb.discovery.assembly import (
@@ -54,6 +55,8 @@ LABELS = (
     "pylb.balance",
     "pylb.network",
     "pylb.service",
+    "pylb.check",
+    "pylb.check.http",
 )
 ENV_SETTINGS = (
     "VIRTUAL_HOST",
@@ -64,6 +67,8 @@ ENV_SETTINGS = (
     "FORCE_SSL",
     "SSL_CERT",
     "HSTS_MAX_AGE",
+    "HEALTH_CHECK",
+    "HTTP_CHECK",
 )
 _SERVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}")
 _COMPOSE_PROJECT = "com.docker.compose.project"
@@ -168,6 +173,7 @@ def _container(attrs: Attrs, own: Attrs | None, options: DockerOptions) -> _Foun
     routes = tuple(dataclasses.replace(route, service=service) for route in routes)
     balance = _balance(name, labels, env)
     force_ssl = parse_force_ssl(env["FORCE_SSL"]) if "FORCE_SSL" in env else None
+    check = _check(name, labels, env)
     certificate = _certificate(name, env, notes)
     if "HSTS_MAX_AGE" in env:
         notes.append(
@@ -178,7 +184,7 @@ def _container(attrs: Attrs, own: Attrs | None, options: DockerOptions) -> _Foun
     members = []
     for port in ports:
         host, real_port = address(port)
-        members.append(Member(service, Backend(host, real_port, weight), name, routes, balance, force_ssl))
+        members.append(Member(service, Backend(host, real_port, weight), name, routes, balance, force_ssl, check))
     return _Found(members, certificate, notes)
 
 
@@ -311,6 +317,29 @@ def _balance(name: str, labels: Mapping[str, str], env: Mapping[str, str]) -> st
     if "BALANCE" in env:
         return _env(name, env, "BALANCE", parse_balance)
     return None
+
+
+def _check(name: str, labels: Mapping[str, str], env: Mapping[str, str]) -> HealthCheck | None:
+    """The service's own active checks: labels ``pylb.check`` (HEALTH_CHECK's
+    form) and ``pylb.check.http`` (``METHOD /path``), else the container's
+    dockercloud-haproxy ``HEALTH_CHECK``/``HTTP_CHECK``; None: the balancer's."""
+    timing = http = None
+    if "pylb.check" in labels:
+        timing = _label(name, labels, "pylb.check", HealthCheck.parse)
+    elif "HEALTH_CHECK" in env:
+        timing = _env(name, env, "HEALTH_CHECK", HealthCheck.parse)
+    if "pylb.check.http" in labels:
+        http = _label(name, labels, "pylb.check.http", _http_check)
+    elif "HTTP_CHECK" in env:
+        http = _env(name, env, "HTTP_CHECK", _http_check)
+    if timing is None and http is None:
+        return None
+    return (timing or HealthCheck()).with_http(http) if http else timing
+
+
+def _http_check(text: str, what: str) -> str:
+    HealthCheck().with_http(text, what)  # raises ConfigError for a bad value
+    return text
 
 
 def _certificate(name: str, env: Mapping[str, str], notes: list[str]) -> CertBundle | None:

@@ -23,49 +23,72 @@ log = logging.getLogger("pylb.health")
 
 
 class HealthChecker:
+    """Checks each backend on its own schedule: its service's ``check`` when
+    the snapshot gives one, else ``check`` (the balancer's)."""
+
     def __init__(self, pool: Pool, check: HealthCheck, dialer: Dialer, timeout: float) -> None:
         self.pool = pool
         self.check = check
         self.dialer = dialer
         self.timeout = timeout
         self.rounds = 0
+        self._due: dict[tuple[str, int], float] = {}
 
     def __repr__(self) -> str:
         kind = f"http {' '.join(self.check.http)}" if self.check.http else "tcp"
         return f"<HealthChecker {kind} inter={self.check.inter:g}s rounds={self.rounds}>"
 
     async def run(self) -> None:
-        """Check every live backend every ``inter`` seconds, forever."""
+        """Check every live backend when its check is due, forever."""
         while True:
-            states = [s for s in self.pool.states() if not s.draining]
-            async with trio.open_nursery() as nursery:
-                for state in states:
-                    nursery.start_soon(self._check_one, state)
+            now = trio.current_time()
+            due = []
+            for state in self.pool.states():
+                check = self.pool.check_for(state, self.check)
+                if state.draining or not check.enabled:
+                    continue
+                if self._due.get(state.backend.key, now) <= now:
+                    self._due[state.backend.key] = now + check.inter
+                    due.append((state, check))
+            if due:
+                async with trio.open_nursery() as nursery:
+                    for state, check in due:
+                        nursery.start_soon(self._check_one, state, check)
             self.rounds += 1
-            await trio.sleep(self.check.inter)
+            await trio.sleep(self._tick())
 
-    async def _check_one(self, state: BackendState) -> None:
+    def _tick(self) -> float:
+        """Sleep until the next check is due (at least 0.1 s)."""
+        now = trio.current_time()
+        live = {s.backend.key for s in self.pool.states()}
+        for key in [k for k in self._due if k not in live]:
+            del self._due[key]  # backends that left
+        nearest = min(self._due.values(), default=now + self.check.inter)
+        return max(0.1, nearest - now)
+
+    async def _check_one(self, state: BackendState, check: HealthCheck) -> None:
         reason = ""
-        with trio.move_on_after(self.timeout) as scope:
-            reason = await self._probe(state)
+        timeout = min(self.timeout, check.inter)
+        with trio.move_on_after(timeout) as scope:
+            reason = await self._probe(state, check, timeout)
         if scope.cancelled_caught:
-            reason = f"no answer within {self.timeout:g}s"
-        if observe(state, not reason, self.check):
+            reason = f"no answer within {timeout:g}s"
+        if observe(state, not reason, check):
             if state.healthy:
-                log.warning("backend %s is UP (%d checks passed)", state.backend, self.check.rise)
+                log.warning("backend %s is UP (%d checks passed)", state.backend, check.rise)
             else:
-                log.warning("backend %s is DOWN (%d checks failed: %s)", state.backend, self.check.fall, reason)
+                log.warning("backend %s is DOWN (%d checks failed: %s)", state.backend, check.fall, reason)
 
-    async def _probe(self, state: BackendState) -> str:
+    async def _probe(self, state: BackendState, check: HealthCheck, timeout: float) -> str:
         """An empty string when healthy, else why not."""
         try:
-            stream = await self.dialer(state.backend, self.timeout)
+            stream = await self.dialer(state.backend, timeout)
         except ProxyError as exc:
             return exc.detail
         try:
-            if self.check.http is None:
+            if check.http is None:
                 return ""
-            method, path = self.check.http
+            method, path = check.http
             await stream.send_all(
                 f"{method} {path} HTTP/1.1\r\nHost: {state.backend}\r\nUser-Agent: pylb-health\r\n"
                 "Connection: close\r\n\r\n".encode()

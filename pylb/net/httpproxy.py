@@ -248,7 +248,8 @@ class ClientConnection:
             except (ConnectFailed, ConnectTimeout) as exc:
                 # Nothing was sent: another backend may take it (redispatch),
                 # and the failure counts toward marking this one down.
-                if ctx.health.enabled and observe(state, False, ctx.health):
+                check = pool.check_for(state, ctx.health)
+                if check.enabled and observe(state, False, check):
                     log.warning("backend %s is DOWN (%s)", state.backend, exc.detail)
                 tried.append(state)
                 if len(tried) > ctx.retries or not pool.has_other(service, tried):

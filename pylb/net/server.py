@@ -166,8 +166,7 @@ class Balancer:
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.watchdog.run)
-                if self.health_check.enabled:
-                    nursery.start_soon(self.health.run)
+                nursery.start_soon(self.health.run)  # idle unless some check is enabled
                 accept_nursery = await nursery.start(self._accept_nursery)
                 for bind, sock in zip(binds, sockets, strict=True):
                     host, port = sock.getsockname()[:2]

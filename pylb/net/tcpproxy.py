@@ -125,8 +125,9 @@ class TcpConnection:
                 conn = await ctx.upstream.dial(state.backend)
             except (ConnectFailed, ConnectTimeout) as exc:
                 ctx.pool.release(state, failed=True)
-                if ctx.health.enabled:  # only checks can bring it back: without them, never mark down
-                    observe(state, False, ctx.health)
+                check = ctx.pool.check_for(state, ctx.health)
+                if check.enabled:  # only checks can bring it back: without them, never mark down
+                    observe(state, False, check)
                 tried.append(state)
                 if len(tried) > ctx.retries or not ctx.pool.has_other(service, tried):
                     raise

@@ -9,6 +9,7 @@ import pytest
 import trustme
 from fakes import cid, compose, container
 
+from pylb.core.health import HealthCheck
 from pylb.core.models import Backend, Route, Service, Snapshot
 from pylb.discovery import Discovered, DockerOptions, build_snapshot
 
@@ -403,3 +404,31 @@ def test_ssl_cert_from_containers() -> None:
     assert found.certificates[0].names == ("a.test",)
     assert found.certificates[0].source == "SSL_CERT of a-1"
     assert "PRIVATE" not in repr(found)
+
+
+@pytest.mark.parametrize(
+    ("labels", "env", "check"),
+    [
+        ({}, {}, None),
+        ({"pylb.check": "check inter 5s rise 1 fall 2"}, {}, HealthCheck(True, 5.0, 1, 2)),
+        ({"pylb.check": "none"}, {}, HealthCheck(enabled=False)),
+        ({"pylb.check.http": "GET /health"}, {}, HealthCheck(http=("GET", "/health"))),
+        (
+            {},
+            {"HEALTH_CHECK": "check inter 1000 fall 1", "HTTP_CHECK": "HEAD /ping"},
+            HealthCheck(True, 1.0, 2, 1, ("HEAD", "/ping")),
+        ),
+        ({"pylb.check": "check fall 5"}, {"HEALTH_CHECK": "check fall 1"}, HealthCheck(True, 2.0, 2, 5)),
+    ],
+)
+def test_per_service_health_checks(labels: dict[str, str], env: dict[str, str], check: HealthCheck | None) -> None:
+    found = build(container("web-1", labels={"pylb.enable": "true", **labels}, env=env, exposed=(80,)))
+    (service,) = found.snapshot.services
+    assert service.check == check
+    assert not found.warnings
+
+
+def test_a_bad_health_check_skips_the_container_with_one_line() -> None:
+    found = build(container("web-1", labels={"pylb.enable": "true", "pylb.check": "check often"}, exposed=(80,)))
+    assert found.snapshot is None or not found.snapshot.services or not found.snapshot.services[0].backends
+    assert len(found.warnings) == 1 and "label pylb.check" in found.warnings[0]

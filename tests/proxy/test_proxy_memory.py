@@ -344,3 +344,32 @@ async def test_a_response_with_too_many_header_lines_is_502_not_431(autojump_clo
         status, _, body = await client.get()
         assert status == 502
         assert b"more than 100 header lines" in body
+
+
+async def test_a_service_can_bring_its_own_checks(autojump_clock: trio.testing.MockClock) -> None:
+    from pylb import Service, Snapshot
+
+    asked: list[Backend] = []
+
+    def unwell(backend: Backend) -> Callable[[trio.abc.Stream], Awaitable[None]]:
+        async def handle(stream: trio.abc.Stream) -> None:
+            asked.append(backend)
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await stream.receive_some(65536)
+                await stream.send_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
+
+        return handle
+
+    async with trio.open_nursery() as nursery:
+        net = MemoryNetwork(nursery)
+        net.add(A, unwell(A))
+        net.add(B, unwell(B))
+        lb = Balancer(Config(binds=()), dialer=net.dial, health=NO_CHECKS)  # the balancer checks nothing...
+        await nursery.start(lb.run)
+        checked = HealthCheck(inter=1, rise=1, fall=1, http=("GET", "/health"))
+        lb.swap(Snapshot((Service("a", (A,), check=checked), Service("b", (B,))), default="b"))  # ...but "a" does
+        await trio.sleep(2.5)
+        healthy = {str(s.backend): s.healthy for s in lb.pool.states()}
+        assert healthy == {str(A): False, str(B): True}
+        assert set(asked) == {A}
+        nursery.cancel_scope.cancel()
