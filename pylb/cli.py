@@ -23,7 +23,7 @@ from typing import NoReturn
 
 import trio
 
-from pylb import compat
+from pylb import __version__, compat
 from pylb import config as cfg
 from pylb.core.errors import ConfigError
 from pylb.core.models import Backend, parse_balance
@@ -49,6 +49,7 @@ def _balancer_parser() -> argparse.ArgumentParser:
         epilog="Every option also reads the environment variable named in brackets; a flag wins over it. "
         "SSL_CERT and DEFAULT_SSL_CERT (PEM text) are read from the environment only.",
     )
+    parser.add_argument("--version", action="version", version=f"pylb {__version__}")
     for option in cfg.OPTIONS:
         if option.flag is None:
             continue

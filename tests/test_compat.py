@@ -32,3 +32,4 @@ def test_the_cli_warns_and_goes_on() -> None:
     assert "pylb: warning: ignoring STATS_AUTH: no stats page" in result.stderr
     assert "hunter2" not in result.stderr
     assert result.returncode == 2  # and the bad --bind is still the error it was
+
