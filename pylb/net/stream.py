@@ -168,12 +168,15 @@ def listen_socket(host: str, port: int, reuse_port: bool = False, backlog: int =
 
 
 async def accept(sock: stdsocket.socket) -> tuple[stdsocket.socket, tuple[str, int]]:
-    """The next connection on listening ``sock``; OSError as the kernel says.
+    """The next connection on listening ``sock``; OSError as the kernel says,
+    ClosedResourceError once the socket is closed.
 
     Takes a connection already queued without waiting (under a burst of new
     connections that saves a scheduler round trip each); every accept loop
     yields at least once per connection elsewhere (its semaphore)."""
     while True:
+        if sock.fileno() == -1:  # closed by stop_accepting() while this task was not waiting
+            raise trio.ClosedResourceError("the listening socket is closed")
         try:
             return sock.accept()
         except BlockingIOError:
