@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from tests.discovery import docker_kit
 from tests.discovery.docker_kit import docker, get_once
 
 IMAGE = "pylb"
@@ -56,13 +57,8 @@ def build_image() -> Built:
 
 
 @dataclass
-class Container:
-    id: str
-    name: str
-
-    @property
-    def short(self) -> str:
-        return self.id[:12]
+class Container(docker_kit.Container):
+    """A container of the image tests: the discovery kit's, plus what its hello says."""
 
     @property
     def hello(self) -> str:
