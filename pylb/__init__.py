@@ -7,7 +7,7 @@ from pylb.api import open_balancer
 from pylb.config import Bind, Config
 from pylb.core.errors import ConfigError, ProxyError
 from pylb.core.health import HealthCheck
-from pylb.core.models import Backend, Route, Service, Snapshot
+from pylb.core.models import Backend, Route, Service, Snapshot, TcpPort
 from pylb.core.pool import Pool, SwapResult
 from pylb.core.routing import parse_virtual_host
 from pylb.core.timeouts import Timeouts
@@ -32,6 +32,7 @@ __all__ = [
     "Service",
     "Snapshot",
     "SwapResult",
+    "TcpPort",
     "Timeouts",
     "__version__",
     "open_balancer",

@@ -19,6 +19,7 @@ API = {
     "Service",
     "Snapshot",
     "SwapResult",
+    "TcpPort",
     "Timeouts",
     "__version__",
     "open_balancer",

@@ -138,17 +138,30 @@ class Route:
     port: int | None = None
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class TcpPort:
+    """A TCP listener that discovery asks for (dockercloud's ``TCP_PORTS``):
+    connections to ``port`` go to ``service``; ``tls``: TLS is terminated
+    first with pylb's certificates (``PORT/ssl``)."""
+
+    port: int
+    service: str
+    tls: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything the data plane needs to route a request, frozen.
 
-    ``default`` names the service that takes requests no route matches.
+    ``default`` names the service that takes requests no route matches;
+    ``tcp_ports`` the TCP listeners discovery opens, each to its service.
     """
 
     services: tuple[Service, ...] = ()
     default: str | None = None
     routes: tuple[Route, ...] = ()
     version: str = field(default="", compare=False)
+    tcp_ports: tuple[TcpPort, ...] = ()
 
     def __post_init__(self) -> None:
         names = [s.name for s in self.services]
@@ -160,6 +173,12 @@ class Snapshot:
             if route.service not in names:
                 where = f"{route.host}{route.path}"
                 raise ConfigError(f"snapshot: route {where} leads to unknown service {route.service!r}")
+        ports = [t.port for t in self.tcp_ports]
+        if len(ports) != len(set(ports)):
+            raise ConfigError("snapshot: two TCP listeners share a port")
+        for tcp in self.tcp_ports:
+            if tcp.service not in names:
+                raise ConfigError(f"snapshot: TCP port {tcp.port} leads to unknown service {tcp.service!r}")
 
     def service(self, name: str) -> Service | None:
         for service in self.services:
@@ -176,7 +195,7 @@ class Snapshot:
             name, backends, old.balance if old else balance, old.force_ssl if old else False, old.check if old else None
         )
         others = tuple(s for s in self.services if s.name != name)
-        return Snapshot((new, *others), name, self.routes)
+        return Snapshot((new, *others), name, self.routes, tcp_ports=self.tcp_ports)
 
     @classmethod
     def of_backends(cls, backends: tuple[Backend, ...] | list[Backend], balance: str = "roundrobin") -> Snapshot:

@@ -16,7 +16,11 @@ Rules (documented in docs/discovery.md):
 - services without routes take the requests no route matches: one such
   service is the default as it is; several are merged into one service named
   ``default`` (dockercloud-haproxy's default backend); none: no default, so a
-  request for an unknown host gets a 503 naming it.
+  request for an unknown host gets a 503 naming it;
+- members for a TCP port (``TCP_PORTS``) are apart: all members listing the
+  same port form one service ``tcp:PORT`` behind one TCP listener, whatever
+  service they belong to otherwise (as dockercloud-haproxy's ``listen
+  port_PORT``); ``/ssl`` comes from the first member by name, like ``balance``.
 
 Invariants: pure and deterministic (the same members in any order give an
 equal snapshot); never raises for members that came out of the parsers here.
@@ -30,7 +34,7 @@ from typing import TypeVar
 
 from pylb.core.errors import ConfigError
 from pylb.core.health import HealthCheck
-from pylb.core.models import BALANCE_ALGORITHMS, DEFAULT_SERVICE, Backend, Route, Service, Snapshot
+from pylb.core.models import BALANCE_ALGORITHMS, DEFAULT_SERVICE, Backend, Route, Service, Snapshot, TcpPort
 from pylb.tls import CertBundle
 
 T = TypeVar("T")
@@ -40,7 +44,9 @@ T = TypeVar("T")
 class Member:
     """One backend and what it says about its service. ``name`` (a container
     or link alias) appears in messages and logs; ``routes`` already point at
-    ``service``; ``balance``/``force_ssl`` are None when not set."""
+    ``service``; ``balance``/``force_ssl`` are None when not set.
+    ``tcp_port``: this backend serves pylb's TCP listener on that port (its
+    ``service`` is then ignored), with TLS terminated first when ``tls``."""
 
     service: str
     backend: Backend
@@ -49,6 +55,8 @@ class Member:
     balance: str | None = None
     force_ssl: bool | None = None
     check: HealthCheck | None = None
+    tcp_port: int | None = None
+    tls: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +79,12 @@ def assemble(members: Iterable[Member], balance: str = "roundrobin") -> tuple[Sn
     """Group ``members`` into services; return the snapshot and warnings.
     ``balance`` is the algorithm of services whose members set none."""
     groups: dict[str, list[Member]] = {}
+    tcp_groups: dict[int, list[Member]] = {}
     for member in sorted(members, key=lambda m: (m.service, m.name, m.backend)):
-        groups.setdefault(member.service, []).append(member)
+        if member.tcp_port is not None:
+            tcp_groups.setdefault(member.tcp_port, []).append(member)
+        else:
+            groups.setdefault(member.service, []).append(member)
     warnings: list[str] = []
     routed: list[Service] = []
     unrouted: list[Service] = []
@@ -86,8 +98,18 @@ def assemble(members: Iterable[Member], balance: str = "roundrobin") -> tuple[Sn
         default = unrouted[0]
     elif unrouted:
         default = _merged(unrouted, {s.name for s in routed}, balance)
-    all_services = (*([default] if default else []), *routed)
-    return Snapshot(tuple(all_services), default.name if default else None, routes), tuple(warnings)
+    all_services = [*([default] if default else []), *routed]
+    taken = {s.name for s in all_services}
+    tcp_ports = []
+    for port, group in sorted(tcp_groups.items()):
+        name = f"tcp:{port}" if f"tcp:{port}" not in taken else f"tcp:{port}~"
+        group.sort(key=lambda m: (m.name, m.backend))
+        shown = [(m.name, f"{port}/ssl" if m.tls else str(port)) for m in group]
+        tls = (_agreed(name, "TCP_PORTS", shown, warnings) or "").endswith("/ssl")
+        all_services.append(_service(name, group, balance, warnings))
+        tcp_ports.append(TcpPort(port, name, tls))
+    default_name = default.name if default else None
+    return Snapshot(tuple(all_services), default_name, routes, tcp_ports=tuple(tcp_ports)), tuple(warnings)
 
 
 def routes_name(routes: Iterable[Route]) -> str:
@@ -177,6 +199,7 @@ SETTING_HINTS = {
     "BALANCE": f"use one of: {', '.join(BALANCE_ALGORITHMS)}",
     "HEALTH_CHECK": "use HAProxy's server options (example: check inter 2000 rise 2 fall 3), or none",
     "HTTP_CHECK": "use METHOD /path (example: GET /health)",
+    "TCP_PORTS": "list port numbers from 1 to 65535, each optionally followed by /ssl (example: 5432, 2222/ssl)",
 }
 
 
@@ -194,6 +217,23 @@ def parse_ports(text: str, what: str) -> tuple[int, ...]:
     if not ports:
         raise ConfigError(f"{what} is empty (example: 80, 8080)")
     return tuple(dict.fromkeys(ports))
+
+
+def parse_tcp_ports(text: str, what: str) -> tuple[tuple[int, bool], ...]:
+    """``TCP_PORTS``: ports separated by commas or spaces, each optionally
+    followed by ``/ssl`` (TLS terminated by pylb): ``5432, 2222/ssl``. Returns
+    (port, tls) pairs; ConfigError naming ``what`` (never quoting ``text``)."""
+    found: dict[int, bool] = {}
+    for part in text.replace(",", " ").split():
+        number, _, suffix = part.partition("/")
+        if suffix.lower() not in ("", "ssl", "tcp") or not (
+            number.isascii() and number.isdigit() and len(number) <= 5 and 1 <= int(number) <= 65535
+        ):
+            raise ConfigError(f"{what} must {SETTING_HINTS['TCP_PORTS']}")
+        found[int(number)] = found.get(int(number), False) or suffix.lower() == "ssl"
+    if not found:
+        raise ConfigError(f"{what} is empty (example: 5432, 2222/ssl)")
+    return tuple(found.items())
 
 
 def parse_port_value(text: str, what: str) -> int:

@@ -38,6 +38,7 @@ from pylb.discovery.assembly import (
     parse_port_value,
     parse_ports,
     parse_priority,
+    parse_tcp_ports,
     routes_name,
 )
 from pylb.tls import CertBundle, parse_pem_bundle
@@ -57,6 +58,7 @@ LABELS = (
     "pylb.service",
     "pylb.check",
     "pylb.check.http",
+    "pylb.tcp",
 )
 ENV_SETTINGS = (
     "VIRTUAL_HOST",
@@ -69,6 +71,7 @@ ENV_SETTINGS = (
     "HSTS_MAX_AGE",
     "HEALTH_CHECK",
     "HTTP_CHECK",
+    "TCP_PORTS",
 )
 _SERVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}")
 _COMPOSE_PROJECT = "com.docker.compose.project"
@@ -156,7 +159,7 @@ def _container(attrs: Attrs, own: Attrs | None, options: DockerOptions) -> _Foun
     exposed = _exposed_ports(config)
     if "pylb.enable" in labels and not _label(name, labels, "pylb.enable", _parse_enable):
         return None
-    wanted = bool(labels) or "VIRTUAL_HOST" in env or "SERVICE_PORTS" in env
+    wanted = bool(labels) or "VIRTUAL_HOST" in env or "SERVICE_PORTS" in env or "TCP_PORTS" in env
     if not wanted and not (options.expose_all and len(exposed) == 1):
         return None
     if not _ready(attrs):
@@ -166,7 +169,14 @@ def _container(attrs: Attrs, own: Attrs | None, options: DockerOptions) -> _Foun
         for key in sorted(labels)
         if key not in LABELS
     ]
-    ports = _ports(name, labels, env, exposed)
+    tcp_ports = _tcp_ports(name, labels, env)
+    try:
+        ports = _ports(name, labels, env, exposed, tcp_ports)
+    except _Skip as skip:
+        if not tcp_ports:
+            raise
+        ports = ()  # its TCP ports still count
+        notes.append(str(skip).replace(" skipped: ", ": no HTTP backend: ", 1))
     weight = _label(name, labels, "pylb.weight", parse_weight) if "pylb.weight" in labels else 1
     routes = _routes(name, labels, env)
     service = _service_name(name, labels, all_labels, routes)
@@ -185,6 +195,9 @@ def _container(attrs: Attrs, own: Attrs | None, options: DockerOptions) -> _Foun
     for port in ports:
         host, real_port = address(port)
         members.append(Member(service, Backend(host, real_port, weight), name, routes, balance, force_ssl, check))
+    for port, tls in tcp_ports:
+        host, real_port = address(port)
+        members.append(Member(service, Backend(host, real_port, weight), name, (), balance, None, check, port, tls))
     return _Found(members, certificate, notes)
 
 
@@ -278,20 +291,42 @@ def _parse_enable(text: str, what: str) -> bool:
     raise ConfigError(f"{what}={text!r} must be true or false")
 
 
-def _ports(name: str, labels: Mapping[str, str], env: Mapping[str, str], exposed: tuple[int, ...]) -> tuple[int, ...]:
+def _tcp_ports(name: str, labels: Mapping[str, str], env: Mapping[str, str]) -> tuple[tuple[int, bool], ...]:
+    """The ports pylb opens TCP listeners for: label ``pylb.tcp``, else env ``TCP_PORTS``."""
+    if "pylb.tcp" in labels:
+        return _label(name, labels, "pylb.tcp", parse_tcp_ports)
+    if "TCP_PORTS" in env:
+        return _env(name, env, "TCP_PORTS", parse_tcp_ports)
+    return ()
+
+
+def _ports(
+    name: str,
+    labels: Mapping[str, str],
+    env: Mapping[str, str],
+    exposed: tuple[int, ...],
+    tcp_ports: tuple[tuple[int, bool], ...] = (),
+) -> tuple[int, ...]:
+    """The container's HTTP ports. A container with TCP ports serves HTTP
+    only when it says so (pylb.port, SERVICE_PORTS, a route), and never on
+    one of its TCP ports unless pylb.port names it."""
     if "pylb.port" in labels:
         return (_label(name, labels, "pylb.port", lambda text, what: parse_port_value(text, f"{what}={text!r}")),)
+    tcp = {port for port, _ in tcp_ports}
     if "SERVICE_PORTS" in env:
-        return _env(name, env, "SERVICE_PORTS", parse_ports)
-    candidates = exposed
+        return tuple(p for p in _env(name, env, "SERVICE_PORTS", parse_ports) if p not in tcp)
+    if tcp and not ("pylb.host" in labels or "VIRTUAL_HOST" in env):
+        return ()
+    candidates = tuple(p for p in exposed if p not in tcp)
     if "EXCLUDE_PORTS" in env:
         excluded = _env(name, env, "EXCLUDE_PORTS", parse_ports)
-        candidates = tuple(p for p in exposed if p not in excluded)
+        candidates = tuple(p for p in candidates if p not in excluded)
     if len(candidates) == 1:
         return candidates
     if 80 in candidates:  # as with links: several ports, one of them HTTP's (pylb's own image exposes 80 and 443)
         return (80,)
     after = " (after EXCLUDE_PORTS)" if "EXCLUDE_PORTS" in env else ""
+    after += " besides its TCP ports" if tcp else ""
     if not candidates:
         raise _Skip(f"container {name} skipped: it exposes no TCP port{after}; name one with the label pylb.port=PORT")
     shown = ", ".join(str(p) for p in candidates)

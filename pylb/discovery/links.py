@@ -13,7 +13,9 @@ linked ports minus ``EXCLUDE_PORTS``, 80 when among them, else the lowest.
 Aliases ``web-1``, ``web_2`` (a name, ``-`` or ``_``, a number) are one service
 ``web``; aliases with the same ``VIRTUAL_HOST`` one service named after it;
 ``VIRTUAL_HOST`` makes routes; aliases without routes share the default
-service (``pylb.discovery.assembly``).
+service (``pylb.discovery.assembly``). ``TCP_PORTS`` makes one backend per
+listed port for pylb's TCP listener on that port; an alias with TCP ports
+serves HTTP only when it sets ``SERVICE_PORTS`` or ``VIRTUAL_HOST``.
 
 Invariants: pure; never raises; an alias with a bad value is skipped with one
 warning naming it and the variable, never quoting a value (``_ENV_``
@@ -39,6 +41,7 @@ from pylb.discovery.assembly import (
     parse_force_ssl,
     parse_ports,
     parse_priority,
+    parse_tcp_ports,
     routes_name,
 )
 
@@ -101,29 +104,53 @@ def _members(env: Mapping[str, str], alias: str, name: str) -> list[Member]:
         routes = tuple(dataclasses.replace(route, service=service) for route in routes)
     chosen_balance = _setting(name, settings, "BALANCE", parse_balance, None)
     force_ssl = parse_force_ssl(settings["FORCE_SSL"]) if "FORCE_SSL" in settings else None
-    backends = _backends(env, alias, name, settings)
-    return [Member(service, backend, name, routes, chosen_balance, force_ssl) for backend in backends]
+    tcp_ports: tuple[tuple[int, bool], ...] = _setting(name, settings, "TCP_PORTS", parse_tcp_ports, ())
+    linked_ports, main_ip = _linked_ports(env, alias)
+    members = [
+        Member(
+            service,
+            _backend(name, linked_ports.get(port) or main_ip, port),
+            name,
+            balance=chosen_balance,
+            tcp_port=port,
+            tls=tls,
+        )
+        for port, tls in tcp_ports
+    ]
+    if tcp_ports and not ("SERVICE_PORTS" in settings or routes):
+        return members
+    tcp = {port for port, _ in tcp_ports}
+    backends = _backends(env, alias, name, settings, tcp)
+    return members + [Member(service, backend, name, routes, chosen_balance, force_ssl) for backend in backends]
 
 
-def _backends(env: Mapping[str, str], alias: str, name: str, settings: Mapping[str, str]) -> list[Backend]:
+def _linked_ports(env: Mapping[str, str], alias: str) -> tuple[dict[int, str], str | None]:
+    """The alias's linked ports and their IPs, and the IP of its main port."""
     linked_ports: dict[int, str] = {}
     for key, value in env.items():
         match = _PORT_ADDR.fullmatch(key)
         if match and match["alias"] == alias and 1 <= int(match["port"]) <= 65535:
             linked_ports[int(match["port"])] = value.strip()
     main = _MAIN.fullmatch(env.get(f"{alias}_PORT", "").strip())
-    main_ip = main["ip"].strip("[]") if main else None
+    return linked_ports, main["ip"].strip("[]") if main else None
+
+
+def _backends(
+    env: Mapping[str, str], alias: str, name: str, settings: Mapping[str, str], tcp: set[int]
+) -> list[Backend]:
+    linked_ports, main_ip = _linked_ports(env, alias)
+    main = _MAIN.fullmatch(env.get(f"{alias}_PORT", "").strip())
     if "SERVICE_PORTS" in settings:
         wanted: tuple[int, ...] = _setting(name, settings, "SERVICE_PORTS", parse_ports, ())
-        return [_backend(name, linked_ports.get(port) or main_ip, port) for port in wanted]
-    ports = sorted(linked_ports)
+        return [_backend(name, linked_ports.get(port) or main_ip, port) for port in wanted if port not in tcp]
+    ports = sorted(p for p in linked_ports if p not in tcp)
     if "EXCLUDE_PORTS" in settings:
         excluded: tuple[int, ...] = _setting(name, settings, "EXCLUDE_PORTS", parse_ports, ())
         ports = [p for p in ports if p not in excluded]
     if ports:
         port = 80 if 80 in ports else ports[0]
         return [_backend(name, linked_ports[port], port)]
-    if main is not None and "EXCLUDE_PORTS" not in settings:
+    if main is not None and "EXCLUDE_PORTS" not in settings and int(main["port"]) not in tcp:
         return [_backend(name, main_ip, int(main["port"]))]
     raise _Skip(f"link {name} skipped: no linked TCP port left; list one in the linked container's SERVICE_PORTS")
 

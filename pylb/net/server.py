@@ -21,13 +21,14 @@ from pylb.config import Bind, Config
 from pylb.core.balancer import Cursor
 from pylb.core.errors import ConfigError
 from pylb.core.health import HealthCheck
-from pylb.core.models import Backend, Snapshot
+from pylb.core.models import Backend, Snapshot, TcpPort
 from pylb.core.policy import hsts_header
 from pylb.core.pool import Pool, SwapResult
 from pylb.net.health import HealthChecker
 from pylb.net.httpproxy import ClientConnection, HttpContext, Observer, Phase
 from pylb.net.listeners import Listener, serve_connection
 from pylb.net.stream import accept, dial, listen_socket
+from pylb.net.tcpports import TcpPorts
 from pylb.net.tcpproxy import TcpContext
 from pylb.net.timers import Watchdog
 from pylb.net.upstream import Dialer, Upstream
@@ -100,6 +101,14 @@ class Balancer:
         self._accepting = trio.CancelScope()
         self._all_closed: trio.Event | None = None
         self._sockets: list[stdsocket.socket] | None = None
+        self._reuse_port = False  # a worker: its siblings bind the same discovered TCP ports
+        self.tcp_ports = TcpPorts(
+            config.listeners[0].host if config.listeners else "0.0.0.0",
+            self._discovered_listener,
+            lambda bind: bind_listener(bind, reuse_port=self._reuse_port),
+            lambda: {a.port for a in self.addresses},
+            lambda: self.tls_context is not None,
+        )
         self.connections = 0
 
     @property
@@ -121,6 +130,7 @@ class Balancer:
         removed backends close now, busy ones after their last request."""
         result = self.pool.swap(snapshot)
         self.upstream.close_idle(result.removed)
+        self.tcp_ports.want(snapshot.tcp_ports)
         return result
 
     def set_backends(self, backends: Sequence[Backend | str]) -> SwapResult:
@@ -173,16 +183,26 @@ class Balancer:
                     self.addresses.append(BoundAddress(bind.scheme, host, port))
                     listener = self._listener(bind.scheme, sock, port, https_port)
                     accept_nursery.start_soon(self._accept_loop, listener, nursery)
+                if self.pool.snapshot is not None:
+                    self.tcp_ports.want(self.pool.snapshot.tcp_ports)
+                self.tcp_ports.attach(lambda listener: accept_nursery.start_soon(self._accept_loop, listener, nursery))
                 task_status.started(list(self.addresses))
         finally:
             self._close_listeners()
             self.upstream.close_idle()
 
     def _close_listeners(self) -> None:
+        self.tcp_ports.close_all()
         for sock in self._sockets or ():
             if sock.fileno() != -1:
                 trio.lowlevel.notify_closing(sock)
                 sock.close()
+
+    def _discovered_listener(self, wanted: TcpPort, sock: stdsocket.socket) -> Listener:
+        listener = self._listener("tls" if wanted.tls else "tcp", sock, wanted.port, 443)
+        assert listener.tcp is not None
+        listener.tcp.service = wanted.service
+        return listener
 
     def _listener(self, scheme: str, sock: stdsocket.socket, port: int, https_port: int) -> Listener:
         config = self.config
@@ -190,9 +210,15 @@ class Balancer:
         tcp: TcpContext | None = None
         if scheme in ("tcp", "tls"):
             tcp = TcpContext(
-                self.pool, self.upstream, config.timeouts, self.watchdog, port,
+                self.pool,
+                self.upstream,
+                config.timeouts,
+                self.watchdog,
+                port,
                 send_proxy=config.send_proxy,
-                retries=config.retries, drain=config.tcp_drain, health=self.health_check,
+                retries=config.retries,
+                drain=config.tcp_drain,
+                health=self.health_check,
             )
             self._tcp_contexts.append(tcp)
         else:
@@ -208,6 +234,7 @@ class Balancer:
         its own, one per listener, in the order of ``config.listeners``)."""
         if sockets is not None:
             self._sockets = sockets
+            self._reuse_port = True
         if self._sockets is None:
             self._sockets = bind_all(self.config.listeners)
         return self._sockets

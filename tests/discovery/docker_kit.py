@@ -157,6 +157,7 @@ class DockerKit:
         env: dict[str, str] | None = None,
         extra: Sequence[str] = (),
         network: str | None = None,
+        command: Sequence[str] = (),
     ) -> tuple[str, list[str]]:
         self.count += 1
         name = f"{self.prefix}-{self.count}"
@@ -165,7 +166,7 @@ class DockerKit:
             args += ["--label", f"{key}={value}"]
         for key, value in (env or {}).items():
             args += ["--env", f"{key}={value}"]
-        return name, [*args, *extra, IMAGE]
+        return name, [*args, *extra, IMAGE, *command]
 
     def run(self, **kwargs: object) -> Container:
         name, args = self.run_args(**kwargs)  # type: ignore[arg-type]

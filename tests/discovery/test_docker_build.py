@@ -432,3 +432,106 @@ def test_a_bad_health_check_skips_the_container_with_one_line() -> None:
     found = build(container("web-1", labels={"pylb.enable": "true", "pylb.check": "check often"}, exposed=(80,)))
     assert found.snapshot is None or not found.snapshot.services or not found.snapshot.services[0].backends
     assert len(found.warnings) == 1 and "label pylb.check" in found.warnings[0]
+
+
+# -- TCP_PORTS ------------------------------------------------------------------------------
+
+
+def tcp(found: Discovered) -> dict[int, tuple[str, bool, list[str]]]:
+    """port -> (service, tls, backends) for every discovered TCP listener."""
+    snapshot = found.snapshot
+    return {t.port: (t.service, t.tls, backends(found, t.service)) for t in snapshot.tcp_ports}
+
+
+def test_tcp_ports_make_one_listener_per_port_across_containers_and_services() -> None:
+    found = build(
+        container("db-1", env={"TCP_PORTS": "5432"}, exposed=(5432,)),
+        container("db-2", env={"TCP_PORTS": "5432, 2222/ssl"}, exposed=(5432, 2222)),
+        compose("ssh-1", "shop", "ssh", labels={"pylb.tcp": "2222/SSL"}, exposed=(22,)),
+    )
+    assert tcp(found) == {
+        2222: ("tcp:2222", True, sorted([f"{ip('db-2')}:2222", f"{ip('ssh-1')}:2222"])),
+        5432: ("tcp:5432", False, sorted([f"{ip('db-1')}:5432", f"{ip('db-2')}:5432"])),
+    }
+    # A container with TCP ports and nothing else said is no HTTP backend: no default service.
+    assert found.snapshot.default is None
+    assert found.snapshot.routes == ()
+    assert found.warnings == ()
+
+
+def test_a_container_with_tcp_ports_serves_http_only_when_it_says_so() -> None:
+    found = build(
+        container("web", env={"VIRTUAL_HOST": "a.test", "TCP_PORTS": "22"}, exposed=(22, 8080)),
+        container("api", env={"SERVICE_PORTS": "22, 9000", "TCP_PORTS": "22"}, exposed=(22, 9000)),
+        container("db", env={"TCP_PORTS": "3306"}, exposed=(3306, 33060)),
+    )
+    assert backends(found, "a.test") == [f"{ip('web')}:8080"]  # the exposed port that is not a TCP port
+    assert backends(found) == [f"{ip('api')}:9000"]  # SERVICE_PORTS minus TCP_PORTS; db is no HTTP backend
+    assert tcp(found)[22][2] == sorted([f"{ip('web')}:22", f"{ip('api')}:22"])
+    assert tcp(found)[3306][2] == [f"{ip('db')}:3306"]
+
+
+def test_tcp_ports_stay_when_the_http_port_is_ambiguous() -> None:
+    found = build(container("odd", env={"VIRTUAL_HOST": "b.test", "TCP_PORTS": "22"}, exposed=(22,)))
+    assert tcp(found) == {22: ("tcp:22", False, [f"{ip('odd')}:22"])}
+    assert found.snapshot.service("b.test") is None
+    assert found.warnings == (
+        "container odd: no HTTP backend: it exposes no TCP port besides its TCP ports; name one with the label "
+        "pylb.port=PORT",
+    )
+
+
+@pytest.mark.parametrize("value", ["70000", "22/udp", "ssl", "22,,x", "0", "s3cr3t-value"])
+def test_bad_tcp_ports_skip_the_container_with_one_line_naming_it(value: str) -> None:
+    found = build(container("db", env={"TCP_PORTS": value}), container("web", labels={"pylb.port": "80"}))
+    assert tcp(found) == {}
+    assert backends(found) == [f"{ip('web')}:80"]
+    assert found.warnings == (
+        "container db skipped: env TCP_PORTS is not valid; list port numbers from 1 to 65535, each optionally "
+        "followed by /ssl (example: 5432, 2222/ssl)",
+    )
+
+
+def test_bad_tcp_label_names_the_label() -> None:
+    found = build(container("db", labels={"pylb.tcp": "22/ssh"}))
+    assert tcp(found) == {}
+    assert len(found.warnings) == 1
+    assert found.warnings[0].startswith("container db skipped: label pylb.tcp must list port numbers")
+
+
+def test_tcp_listeners_disagreeing_on_ssl_get_a_warning_and_the_first_by_name_wins() -> None:
+    found = build(
+        container("a", env={"TCP_PORTS": "2222/ssl"}, exposed=(2222,)),
+        container("b", env={"TCP_PORTS": "2222"}, exposed=(2222,)),
+    )
+    assert tcp(found)[2222][:2] == ("tcp:2222", True)
+    assert found.warnings == (
+        "service tcp:2222: b sets TCP_PORTS 2222, a sets 2222/ssl; using 2222/ssl (set the same value on "
+        "every container of the service)",
+    )
+
+
+def test_tcp_ports_use_published_ports_outside_docker_and_keep_balance_and_checks() -> None:
+    found = build(
+        container(
+            "db",
+            env={"TCP_PORTS": "5432", "BALANCE": "leastconn", "HEALTH_CHECK": "check inter 500"},
+            exposed=(5432,),
+            published={5432: [("0.0.0.0", "15432")]},
+        ),
+        use_published_ports=True,
+    )
+    service = found.snapshot.service("tcp:5432")
+    assert service is not None
+    assert [str(b) for b in service.backends] == ["127.0.0.1:15432"]
+    assert service.balance == "leastconn"
+    assert service.check == HealthCheck.parse("check inter 500")
+
+
+def test_a_service_named_like_a_tcp_listener_keeps_its_name() -> None:
+    found = build(
+        container("web", labels={"pylb.service": "tcp:22", "pylb.port": "80"}),
+        container("ssh", env={"TCP_PORTS": "22"}, exposed=(22,)),
+    )
+    assert backends(found, "tcp:22") == [f"{ip('web')}:80"]
+    assert tcp(found) == {22: ("tcp:22~", False, [f"{ip('ssh')}:22"])}

@@ -122,6 +122,54 @@ async def test_published_ports(kit: DockerKit) -> None:
         assert await get_once(lb.addresses[0].port, host) == (200, c.short)
 
 
+def tcp_port_free() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def tcp_answer(port: int) -> str | None:
+    """The page a container serves over a raw TCP connection through pylb's
+    TCP listener (None: refused)."""
+    try:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+    except OSError:
+        return None
+    async with stream:
+        await stream.send_all(b"GET / HTTP/1.0\r\n\r\n")
+        data = b""
+        with trio.fail_after(5):
+            while chunk := await stream.receive_some(4096):
+                data += chunk
+    return data.partition(b"\r\n\r\n")[2].decode().strip()
+
+
+async def test_tcp_ports_open_a_listener_that_follows_the_containers(kit: DockerKit) -> None:
+    port = tcp_port_free()  # the containers listen on it, and so does pylb (on 127.0.0.1)
+    serve = ["/bin/sh", "-c", f"hostname > /www/index.html; exec busybox httpd -f -p {port} -h /www"]
+    a = await kit.arun(env={"TCP_PORTS": str(port)}, command=serve)
+    b = await kit.arun(env={"TCP_PORTS": str(port)}, command=serve)
+    async with balancer_with_discovery() as (lb, watcher, _):
+        wanted = {f"{ip_of(a)}:{port}", f"{ip_of(b)}:{port}"}
+        with trio.fail_after(10):
+            snapshot = await watcher.wait_until(lambda s: wanted <= addresses(s))
+        assert [t.port for t in snapshot.tcp_ports] == [port]
+        assert snapshot.default is None  # TCP-only containers are no HTTP backends
+        answers = [await tcp_answer(port) for _ in range(4)]
+        assert sorted(answers) == sorted([a.short, b.short] * 2)  # type: ignore[type-var]
+
+        gone = f"{ip_of(a)}:{port}"
+        await kit.acommand("rm", "-f", a.id)
+        with trio.fail_after(10):
+            await watcher.wait_until(lambda s: gone not in addresses(s))
+        assert {await tcp_answer(port) for _ in range(3)} == {b.short}
+
+        await kit.acommand("rm", "-f", b.id)
+        with trio.fail_after(10):
+            await watcher.wait_until(lambda s: not s.tcp_ports)
+        assert await tcp_answer(port) is None  # no container lists it: the port is closed
+
+
 async def test_docker_kill_under_load_fails_nothing_after_the_kill_event(kit: DockerKit) -> None:
     host = kit.host("kill")
     containers = [await kit.arun(labels={"pylb.host": host}) for _ in range(3)]

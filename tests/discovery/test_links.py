@@ -127,3 +127,31 @@ def test_balance_from_the_linked_container_or_the_default() -> None:
     found = build_from_links(link("web", "10.0.0.2", 80), balance="source")
     assert found.snapshot.services[0].balance == "source"
     assert found.snapshot.services[0].backends == (Backend("10.0.0.2", 80),)
+
+
+def test_tcp_ports_of_linked_containers() -> None:
+    env = (
+        link("db-1", "172.17.0.2", 5432, env={"TCP_PORTS": "5432"})
+        | link("db-2", "172.17.0.3", 5432, env={"TCP_PORTS": "5432"})
+        | link("web", "172.17.0.4", 80, 22, env={"TCP_PORTS": "22/ssl", "VIRTUAL_HOST": "a.test"})
+        | link("ssh", "172.17.0.5", 22, 8080, env={"TCP_PORTS": "22/ssl"})
+    )
+    found = build(env)
+    snapshot = found.snapshot
+    ports = {t.port: (t.service, t.tls) for t in snapshot.tcp_ports}
+    assert ports == {22: ("tcp:22", True), 5432: ("tcp:5432", False)}
+    tcp22, tcp5432 = snapshot.service("tcp:22"), snapshot.service("tcp:5432")
+    assert tcp22 is not None and tcp5432 is not None
+    assert [str(b) for b in tcp5432.backends] == ["172.17.0.2:5432", "172.17.0.3:5432"]
+    assert [str(b) for b in tcp22.backends] == ["172.17.0.4:22", "172.17.0.5:22"]
+    web = snapshot.service("a.test")
+    assert web is not None and [str(b) for b in web.backends] == ["172.17.0.4:80"]  # 22 is its TCP port
+    assert snapshot.default is None  # db and ssh only list TCP ports: no HTTP backend
+    assert found.warnings == ()
+
+
+def test_bad_tcp_ports_of_a_link_is_one_warning() -> None:
+    found = build(link("db", "172.17.0.2", 5432, env={"TCP_PORTS": "hunter2"}) | link("web", "172.17.0.3", 80))
+    assert default_backends(found) == ["172.17.0.3:80"]
+    assert found.snapshot.tcp_ports == ()
+    assert len(found.warnings) == 1 and found.warnings[0].startswith("link db skipped: its TCP_PORTS is not valid")
