@@ -194,6 +194,24 @@ async def test_tls_port_terminates_and_forwards_plain_tcp() -> None:
             await tls.aclose()
 
 
+async def test_tls_port_ends_with_close_notify_when_the_backend_closes() -> None:
+    async def says_and_closes(stream: trio.SocketStream) -> None:
+        async with stream:
+            await stream.send_all(b"x" * 100_000)
+
+    ca = trustme.CA()
+    async with backend(says_and_closes) as b:
+        async with pylb.open_balancer([b], bind="tls://127.0.0.1:0", tls=ca, health=NO_CHECKS) as lb:
+            port = next(a.port for a in lb.addresses if a.scheme == "tls")
+            ctx = ssl.create_default_context()
+            ca.configure_trust(ctx)
+            tls = trio.SSLStream(await trio.open_tcp_stream("127.0.0.1", port), ctx, server_hostname="localhost")
+            with trio.fail_after(5):
+                # All of it, then a clean end: read_all would raise BrokenResourceError on a bare TCP close.
+                assert await read_all(tls) == b"x" * 100_000
+            await tls.aclose()
+
+
 async def test_hot_swap_keeps_open_connections_until_the_drain_timeout() -> None:
     async with backend(echo) as a, backend(named(b"b")) as b:
         async with pylb.open_balancer([a], bind="tcp://127.0.0.1:0", health=NO_CHECKS, tcp_drain=1.0) as lb:

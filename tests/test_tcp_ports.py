@@ -12,8 +12,7 @@ import trio
 import trustme
 
 import pylb
-from pylb import Backend, HealthCheck
-from pylb import Service, Snapshot, TcpPort
+from pylb import Backend, HealthCheck, Service, Snapshot, TcpPort
 from tests.conftest import run_pylb
 from tests.test_tcp import backend, echo, named, read_all
 
@@ -133,9 +132,9 @@ async def test_ports_that_cannot_open_are_one_warning_each_and_retried(caplog: p
                     "(choose another port); retrying at the next change",
                     f"tcp port {own} (service t) not opened: it is one of pylb's own listeners; list another port in "
                     "TCP_PORTS; retrying at the next change",
-                    f"tcp port {no_cert}/ssl (service t) not opened: pylb has no certificate to terminate TLS with; give "
-                    "pylb one (SSL_CERT, DEFAULT_SSL_CERT or --ssl-cert) or list the port without /ssl; retrying at the "
-                    "next change",
+                    f"tcp port {no_cert}/ssl (service t) not opened: pylb has no certificate to terminate TLS "
+                    "with; give pylb one (SSL_CERT, DEFAULT_SSL_CERT or --ssl-cert) or list the port without "
+                    "/ssl; retrying at the next change",
                 ]
             )
             assert lb.tcp_ports.ports == {}

@@ -153,7 +153,7 @@ def _service(name: str, group: Sequence[Member], balance: str, warnings: list[st
     )
 
 
-def _agreed(service: str, what: str, values: list[tuple[str, T | None]], warnings: list[str]) -> T | None:
+def _agreed(service: str, what: str, values: Sequence[tuple[str, T | None]], warnings: list[str]) -> T | None:
     """The first value set (members are in name order); a different one is a warning."""
     given = [(name, value) for name, value in values if value is not None]
     if not given:

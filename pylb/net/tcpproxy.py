@@ -55,7 +55,7 @@ class TcpContext:
 
 
 class TcpConnection:
-    __slots__ = ("client", "address", "local", "ctx", "scope", "idle_deadline", "drain_deadline", "state")
+    __slots__ = ("client", "address", "local", "ctx", "scope", "idle_deadline", "drain_deadline", "state", "finished")
 
     def __init__(
         self, client: trio.abc.Stream, address: tuple[str, int], local: tuple[str, int], ctx: TcpContext
@@ -68,6 +68,7 @@ class TcpConnection:
         self.idle_deadline = math.inf
         self.drain_deadline = math.inf
         self.state: BackendState | None = None
+        self.finished = False  # the backend ended its side: a TLS client gets close_notify
 
     @property
     def deadline(self) -> float:
@@ -109,6 +110,14 @@ class TcpConnection:
                 ctx.pool.release(self.state)
             if backend is not None:
                 backend.close()
+            if self.finished and isinstance(self.client, trio.SSLStream):
+                # close_notify, so that the client can tell this end from a truncation. The stream
+                # was made https_compatible (a client's bare EOF is a normal end, as HAProxy takes
+                # it), which also skips close_notify in aclose(): send it anyway. Pinned by
+                # tests/test_tcp.py::test_tls_port_ends_with_close_notify_when_the_backend_closes.
+                self.client._https_compatible = False
+                with trio.move_on_after(1), contextlib.suppress(*_BROKEN):
+                    await self.client.aclose()
             if not close_now(self.client):
                 await trio.aclose_forcefully(self.client)
 
@@ -160,6 +169,7 @@ class TcpConnection:
             self.ctx.bytes_out += moved
         send_eof = getattr(dst, "send_eof", None)
         if send_eof is None:  # TLS: no half-close; the other direction ends with the connection
+            self.finished = not inbound
             nursery.cancel_scope.cancel()
             return
         with contextlib.suppress(*_BROKEN):

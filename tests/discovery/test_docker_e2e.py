@@ -149,7 +149,7 @@ async def test_tcp_ports_open_a_listener_that_follows_the_containers(kit: Docker
     serve = ["/bin/sh", "-c", f"hostname > /www/index.html; exec busybox httpd -f -p {port} -h /www"]
     a = await kit.arun(env={"TCP_PORTS": str(port)}, command=serve)
     b = await kit.arun(env={"TCP_PORTS": str(port)}, command=serve)
-    async with balancer_with_discovery() as (lb, watcher, _):
+    async with balancer_with_discovery() as (_lb, watcher, _):
         wanted = {f"{ip_of(a)}:{port}", f"{ip_of(b)}:{port}"}
         with trio.fail_after(10):
             snapshot = await watcher.wait_until(lambda s: wanted <= addresses(s))
