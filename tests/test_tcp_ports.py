@@ -59,6 +59,9 @@ async def test_a_snapshot_opens_balances_and_closes_a_tcp_port() -> None:
             lb.swap(world(port, [a, b]))
             assert lb.tcp_ports.ports == {port: TcpPort(port, f"tcp:{port}")}
             assert sorted([await greeting(port) for _ in range(4)]) == [b"a", b"a", b"b", b"b"]
+            stats = lb.statistics()["tcp"]
+            assert isinstance(stats, dict)
+            assert stats["ports"] == {port: f"tcp:{port}"} and stats["connections"] == 4
 
             lb.swap(world(port, [e]))  # same port, new backends: the listener stays
             kept = await trio.open_tcp_stream("127.0.0.1", port)

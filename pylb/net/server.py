@@ -156,6 +156,7 @@ class Balancer:
             "requests": sum(c.requests for c in self._contexts),
             "errors": _merge(c.errors for c in self._contexts),
             "tcp": {
+                "ports": {port: tcp.service for port, tcp in sorted(self.tcp_ports.ports.items())},
                 "connections": sum(c.connections for c in self._tcp_contexts),
                 "bytes_in": sum(c.bytes_in for c in self._tcp_contexts),
                 "bytes_out": sum(c.bytes_out for c in self._tcp_contexts),
