@@ -37,6 +37,8 @@ UNSUPPORTED: dict[str, str] = {
     "SKIP_FORWARDED_PROTO": "pylb always sets X-Forwarded-Proto",
     "FORCE_DEFAULT_BACKEND": "the default service is the one without routes (docs/routing.md)",
     "ADDITIONAL_SERVICES": "Tutum/Docker Cloud service links are gone; use Docker discovery or --route",
+    "TCP_PORTS": "it belongs on the application containers (pylb listens on the ports they list); "
+    "for a TCP listener of pylb's own, use --bind tcp://0.0.0.0:PORT",
 }
 PATTERNS: dict[str, str] = {
     r"EXTRA_FRONTEND_SETTINGS_(FILE_)?\d+": RAW_HAPROXY,

@@ -33,3 +33,10 @@ def test_the_cli_warns_and_goes_on() -> None:
     assert "hunter2" not in result.stderr
     assert result.returncode == 2  # and the bad --bind is still the error it was
 
+
+
+def test_tcp_ports_on_pylb_itself_says_where_it_belongs() -> None:
+    assert compat.unsupported({"TCP_PORTS": "5432, 2222/ssl"}) == [
+        "ignoring TCP_PORTS: it belongs on the application containers (pylb listens on the ports they list); "
+        "for a TCP listener of pylb's own, use --bind tcp://0.0.0.0:PORT (see docs/migration.md)"
+    ]
