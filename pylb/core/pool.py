@@ -14,6 +14,7 @@ Invariants:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection
 from typing import NamedTuple
 
@@ -43,6 +44,7 @@ class Pool:
         self._routes = RouteTable()
         self._force_ssl: frozenset[str] = frozenset()
         self._checks: dict[tuple[str, int], HealthCheck] = {}
+        self._tcp_only: set[tuple[str, int]] = set()
         self._swaps = 0
         if snapshot is not None:
             self.swap(snapshot)
@@ -82,6 +84,9 @@ class Pool:
                 for backend in service.backends:
                     checks.setdefault(backend.key, service.check)
         self._checks = checks
+        tcp_services = {t.service for t in snapshot.tcp_ports}
+        tcp = {b.key for s in snapshot.services if s.name in tcp_services for b in s.backends}
+        self._tcp_only = tcp - {b.key for s in snapshot.services if s.name not in tcp_services for b in s.backends}
         self._live = live
         self._snapshot = snapshot
         self._swaps += 1
@@ -105,8 +110,14 @@ class Pool:
         return name
 
     def check_for(self, state: BackendState, default: HealthCheck) -> HealthCheck:
-        """The active checks for ``state``'s backend: its service's, else ``default``."""
-        return self._checks.get(state.backend.key, default)
+        """The active checks for ``state``'s backend: its service's, else
+        ``default``; never an HTTP check for a backend only behind a TCP port
+        that discovery opened (``TCP_PORTS``): a TCP connect at that pace."""
+        key = state.backend.key
+        check = self._checks.get(key, default)
+        if check.http is not None and key in self._tcp_only:
+            return dataclasses.replace(check, http=None)
+        return check
 
     def force_ssl(self, service: str) -> bool:
         """Whether plain-HTTP requests to ``service`` are redirected to https."""

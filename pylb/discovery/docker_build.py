@@ -195,9 +195,10 @@ def _container(attrs: Attrs, own: Attrs | None, options: DockerOptions) -> _Foun
     for port in ports:
         host, real_port = address(port)
         members.append(Member(service, Backend(host, real_port, weight), name, routes, balance, force_ssl, check))
+    tcp_check = _check_timing(name, labels, env) if tcp_ports else None
     for port, tls in tcp_ports:
         host, real_port = address(port)
-        members.append(Member(service, Backend(host, real_port, weight), name, (), balance, None, check, port, tls))
+        members.append(Member(service, Backend(host, real_port, weight), name, (), balance, None, tcp_check, port, tls))
     return _Found(members, certificate, notes)
 
 
@@ -308,19 +309,19 @@ def _ports(
     tcp_ports: tuple[tuple[int, bool], ...] = (),
 ) -> tuple[int, ...]:
     """The container's HTTP ports. A container with TCP ports serves HTTP
-    only when it says so (pylb.port, SERVICE_PORTS, a route), and never on
-    one of its TCP ports unless pylb.port names it."""
+    when it says so (pylb.port, SERVICE_PORTS, a route) or exposes port 80
+    besides them; never on one of its TCP ports unless pylb.port names it."""
     if "pylb.port" in labels:
         return (_label(name, labels, "pylb.port", lambda text, what: parse_port_value(text, f"{what}={text!r}")),)
     tcp = {port for port, _ in tcp_ports}
     if "SERVICE_PORTS" in env:
         return tuple(p for p in _env(name, env, "SERVICE_PORTS", parse_ports) if p not in tcp)
-    if tcp and not ("pylb.host" in labels or "VIRTUAL_HOST" in env):
-        return ()
     candidates = tuple(p for p in exposed if p not in tcp)
     if "EXCLUDE_PORTS" in env:
         excluded = _env(name, env, "EXCLUDE_PORTS", parse_ports)
         candidates = tuple(p for p in candidates if p not in excluded)
+    if tcp and not ("pylb.host" in labels or "VIRTUAL_HOST" in env):
+        return (80,) if 80 in candidates else ()  # a database's other ports are not HTTP's
     if len(candidates) == 1:
         return candidates
     if 80 in candidates:  # as with links: several ports, one of them HTTP's (pylb's own image exposes 80 and 443)
@@ -358,11 +359,8 @@ def _check(name: str, labels: Mapping[str, str], env: Mapping[str, str]) -> Heal
     """The service's own active checks: labels ``pylb.check`` (HEALTH_CHECK's
     form) and ``pylb.check.http`` (``METHOD /path``), else the container's
     dockercloud-haproxy ``HEALTH_CHECK``/``HTTP_CHECK``; None: the balancer's."""
-    timing = http = None
-    if "pylb.check" in labels:
-        timing = _label(name, labels, "pylb.check", HealthCheck.parse)
-    elif "HEALTH_CHECK" in env:
-        timing = _env(name, env, "HEALTH_CHECK", HealthCheck.parse)
+    timing = _check_timing(name, labels, env)
+    http = None
     if "pylb.check.http" in labels:
         http = _label(name, labels, "pylb.check.http", _http_check)
     elif "HTTP_CHECK" in env:
@@ -370,6 +368,16 @@ def _check(name: str, labels: Mapping[str, str], env: Mapping[str, str]) -> Heal
     if timing is None and http is None:
         return None
     return (timing or HealthCheck()).with_http(http) if http else timing
+
+
+def _check_timing(name: str, labels: Mapping[str, str], env: Mapping[str, str]) -> HealthCheck | None:
+    """``pylb.check``, else ``HEALTH_CHECK``: the checks' timing (also for TCP
+    ports, which never get the HTTP check: as HAProxy's ``listen`` sections)."""
+    if "pylb.check" in labels:
+        return _label(name, labels, "pylb.check", HealthCheck.parse)
+    if "HEALTH_CHECK" in env:
+        return _env(name, env, "HEALTH_CHECK", HealthCheck.parse)
+    return None
 
 
 def _http_check(text: str, what: str) -> str:

@@ -117,10 +117,13 @@ def _members(env: Mapping[str, str], alias: str, name: str) -> list[Member]:
         )
         for port, tls in tcp_ports
     ]
-    if tcp_ports and not ("SERVICE_PORTS" in settings or routes):
-        return members
     tcp = {port for port, _ in tcp_ports}
-    backends = _backends(env, alias, name, settings, tcp)
+    if not tcp_ports or "SERVICE_PORTS" in settings or routes:
+        backends = _backends(env, alias, name, settings, tcp)
+    else:  # HTTP on port 80 only, when linked besides the TCP ports: a database's other ports are not HTTP's
+        excluded: tuple[int, ...] = _setting(name, settings, "EXCLUDE_PORTS", parse_ports, ())
+        http = 80 in linked_ports and 80 not in tcp and 80 not in excluded
+        backends = [_backend(name, linked_ports[80], 80)] if http else []
     return members + [Member(service, backend, name, routes, chosen_balance, force_ssl) for backend in backends]
 
 

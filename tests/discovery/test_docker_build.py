@@ -459,16 +459,19 @@ def test_tcp_ports_make_one_listener_per_port_across_containers_and_services() -
     assert found.warnings == ()
 
 
-def test_a_container_with_tcp_ports_serves_http_only_when_it_says_so() -> None:
+def test_a_container_with_tcp_ports_serves_http_when_it_says_so_or_exposes_80() -> None:
     found = build(
         container("web", env={"VIRTUAL_HOST": "a.test", "TCP_PORTS": "22"}, exposed=(22, 8080)),
         container("api", env={"SERVICE_PORTS": "22, 9000", "TCP_PORTS": "22"}, exposed=(22, 9000)),
         container("db", env={"TCP_PORTS": "3306"}, exposed=(3306, 33060)),
+        container("app", env={"TCP_PORTS": "2222"}, exposed=(80, 2222)),
     )
     assert backends(found, "a.test") == [f"{ip('web')}:8080"]  # the exposed port that is not a TCP port
-    assert backends(found) == [f"{ip('api')}:9000"]  # SERVICE_PORTS minus TCP_PORTS; db is no HTTP backend
+    # SERVICE_PORTS minus TCP_PORTS, and port 80 when exposed besides; db's 33060 is not taken for HTTP
+    assert backends(found) == sorted([f"{ip('api')}:9000", f"{ip('app')}:80"])
     assert tcp(found)[22][2] == sorted([f"{ip('web')}:22", f"{ip('api')}:22"])
     assert tcp(found)[3306][2] == [f"{ip('db')}:3306"]
+    assert tcp(found)[2222][2] == [f"{ip('app')}:2222"]
 
 
 def test_tcp_ports_stay_when_the_http_port_is_ambiguous() -> None:
@@ -515,7 +518,7 @@ def test_tcp_ports_use_published_ports_outside_docker_and_keep_balance_and_check
     found = build(
         container(
             "db",
-            env={"TCP_PORTS": "5432", "BALANCE": "leastconn", "HEALTH_CHECK": "check inter 500"},
+            env={"TCP_PORTS": "5432", "BALANCE": "leastconn", "HEALTH_CHECK": "check inter 500", "HTTP_CHECK": "GET /"},
             exposed=(5432,),
             published={5432: [("0.0.0.0", "15432")]},
         ),
@@ -525,7 +528,7 @@ def test_tcp_ports_use_published_ports_outside_docker_and_keep_balance_and_check
     assert service is not None
     assert [str(b) for b in service.backends] == ["127.0.0.1:15432"]
     assert service.balance == "leastconn"
-    assert service.check == HealthCheck.parse("check inter 500")
+    assert service.check == HealthCheck.parse("check inter 500")  # the timing, never the HTTP check
 
 
 def test_a_service_named_like_a_tcp_listener_keeps_its_name() -> None:

@@ -154,7 +154,9 @@ async def test_tcp_ports_open_a_listener_that_follows_the_containers(kit: Docker
         with trio.fail_after(10):
             snapshot = await watcher.wait_until(lambda s: wanted <= addresses(s))
         assert [t.port for t in snapshot.tcp_ports] == [port]
-        assert snapshot.default is None  # TCP-only containers are no HTTP backends
+        tcp_services = {t.service for t in snapshot.tcp_ports}
+        http = {str(b) for s in snapshot.services if s.name not in tcp_services for b in s.backends}
+        assert not http & wanted  # a TCP port is never an HTTP backend (the image's EXPOSE 80 is one)
         answers = [await tcp_answer(port) for _ in range(4)]
         assert sorted(answers) == sorted([a.short, b.short] * 2)  # type: ignore[type-var]
 

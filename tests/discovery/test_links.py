@@ -135,18 +135,20 @@ def test_tcp_ports_of_linked_containers() -> None:
         | link("db-2", "172.17.0.3", 5432, env={"TCP_PORTS": "5432"})
         | link("web", "172.17.0.4", 80, 22, env={"TCP_PORTS": "22/ssl", "VIRTUAL_HOST": "a.test"})
         | link("ssh", "172.17.0.5", 22, 8080, env={"TCP_PORTS": "22/ssl"})
+        | link("app", "172.17.0.6", 80, 2222, env={"TCP_PORTS": "2222"})
     )
     found = build(env)
     snapshot = found.snapshot
     ports = {t.port: (t.service, t.tls) for t in snapshot.tcp_ports}
-    assert ports == {22: ("tcp:22", True), 5432: ("tcp:5432", False)}
+    assert ports == {22: ("tcp:22", True), 2222: ("tcp:2222", False), 5432: ("tcp:5432", False)}
     tcp22, tcp5432 = snapshot.service("tcp:22"), snapshot.service("tcp:5432")
     assert tcp22 is not None and tcp5432 is not None
     assert [str(b) for b in tcp5432.backends] == ["172.17.0.2:5432", "172.17.0.3:5432"]
     assert [str(b) for b in tcp22.backends] == ["172.17.0.4:22", "172.17.0.5:22"]
     web = snapshot.service("a.test")
     assert web is not None and [str(b) for b in web.backends] == ["172.17.0.4:80"]  # 22 is its TCP port
-    assert snapshot.default is None  # db and ssh only list TCP ports: no HTTP backend
+    # db and ssh only list TCP ports (ssh's 8080 is not taken for HTTP); app also has port 80
+    assert default_backends(found) == ["172.17.0.6:80"]
     assert found.warnings == ()
 
 
