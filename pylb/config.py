@@ -20,7 +20,16 @@ from typing import Any
 
 from pylb.core.errors import ConfigError
 from pylb.core.health import HealthCheck
-from pylb.core.models import DEFAULT_SERVICE, Backend, Route, Service, Snapshot, parse_balance, split_host_port
+from pylb.core.models import (
+    DEFAULT_SERVICE,
+    Backend,
+    PortSet,
+    Route,
+    Service,
+    Snapshot,
+    parse_balance,
+    split_host_port,
+)
 from pylb.core.routing import RouteSpec, parse_route_flag
 from pylb.core.timeouts import Timeouts, parse_duration
 from pylb.tls import CertBundle, bundle_from_file, bundles_from_folder, parse_pem_bundle
@@ -86,6 +95,7 @@ class Config:
     send_proxy: str | None = None
     accept_proxy: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     tcp_drain: float = 30.0
+    tcp_ports: PortSet = field(default_factory=PortSet)
     workers: int = 1
     health_check: HealthCheck = field(default_factory=HealthCheck)
     http_check: str = ""
@@ -444,6 +454,16 @@ OPTIONS: tuple[Option, ...] = (
         "30",
     ),
     Option(
+        "tcp_ports",
+        "--tcp-ports",
+        "PYLB_TCP_PORTS",
+        "PORTS",
+        "The ports containers may have pylb listen on, with TCP_PORTS or the label pylb.tcp: ports and ranges, "
+        "all, or none. Ports below 1024 only when listed.",
+        PortSet.parse,
+        "5432,7000-7099",
+    ),
+    Option(
         "workers",
         "--workers",
         "PYLB_WORKERS",
@@ -533,6 +553,8 @@ def reference_markdown() -> str:
             default = " ".join(str(d) for d in default or ()) or "(none)"
         elif default == "":
             default = "(none)"
+        elif isinstance(default, PortSet):
+            default = str(default)
         elif isinstance(default, HealthCheck):
             default = f"check inter {default.inter * 1000:g} rise {default.rise} fall {default.fall} (tcp connect)"
         elif hasattr(default, "__dataclass_fields__"):

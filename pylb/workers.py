@@ -240,6 +240,7 @@ def worker_main(
     setup_logging()
     lb = Balancer(config, observer=access_logger() if config.access_log else None, cursor=cursor)
     lb.bind(sockets)
+    lb.tcp_ports.who = f"worker {index}: "
     trio.run(_serve, lb, conn, index, config.grace)
 
 

@@ -8,6 +8,7 @@ import selectors
 import subprocess
 import sys
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,29 +31,36 @@ class Running:
 
 def read_until(proc: subprocess.Popen[str], pattern: str, timeout: float = 20.0) -> tuple[re.Match[str], list[str]]:
     """Read the process's stderr (unbuffered, so no line hides in a buffer)
-    until a line matches ``pattern``."""
+    until a line matches ``pattern``. Lines read past the match are kept for
+    the next call on the same process."""
     assert proc.stderr is not None
     fd = proc.stderr.fileno()
     lines: list[str] = []
-    pending = b""
+    queued, pending = _UNREAD.pop(proc, ([], b""))
     deadline = time.monotonic() + timeout
     with selectors.DefaultSelector() as selector:
         selector.register(fd, selectors.EVENT_READ)
-        while time.monotonic() < deadline:
-            if not selector.select(deadline - time.monotonic()):
+        while True:
+            while queued:
+                line = queued.pop(0)
+                lines.append(line)
+                match = re.search(pattern, line)
+                if match:
+                    _UNREAD[proc] = (queued, pending)
+                    return match, lines
+            if time.monotonic() >= deadline or not selector.select(deadline - time.monotonic()):
                 break
             chunk = os.read(fd, 65536)
             if not chunk:
                 break
             pending += chunk
             *complete, pending = pending.split(b"\n")
-            for raw in complete:
-                line = raw.decode(errors="replace") + "\n"
-                lines.append(line)
-                match = re.search(pattern, line)
-                if match:
-                    return match, lines
+            queued = [raw.decode(errors="replace") + "\n" for raw in complete]
     raise AssertionError(f"{pattern!r} not seen; stderr was:\n{''.join(lines)}")
+
+
+# lines and bytes read past a match, per process
+_UNREAD: weakref.WeakKeyDictionary[subprocess.Popen[str], tuple[list[str], bytes]] = weakref.WeakKeyDictionary()
 
 
 @contextmanager

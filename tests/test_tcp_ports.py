@@ -4,6 +4,7 @@ snapshots change, over real sockets on 127.0.0.1."""
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import ssl
 
@@ -13,7 +14,9 @@ import trustme
 
 import pylb
 from pylb import Backend, HealthCheck, Service, Snapshot, TcpPort
-from tests.conftest import run_pylb
+from pylb.core.models import PortSet
+from pylb.net import tcpports
+from tests.conftest import read_until, run_pylb
 from tests.test_tcp import backend, echo, named, read_all
 
 NO_CHECKS = HealthCheck(enabled=False)
@@ -114,7 +117,10 @@ async def test_ssl_ports_terminate_tls_with_pylbs_certificate() -> None:
             await plain.aclose()
 
 
-async def test_ports_that_cannot_open_are_one_warning_each_and_retried(caplog: pytest.LogCaptureFixture) -> None:
+async def test_ports_that_cannot_open_are_one_warning_each_and_retried(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tcpports, "RETRY", 0.1)
     caplog.set_level(logging.INFO, "pylb")
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
@@ -128,23 +134,84 @@ async def test_ports_that_cannot_open_are_one_warning_each_and_retried(caplog: p
             snapshot = Snapshot((Service("t", (a,)),), tcp_ports=wanted)
             lb.swap(snapshot)
             lb.swap(snapshot)  # the same problems again: no new warning
+            await trio.sleep(0.3)  # nor from the retries
             problems = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
             assert sorted(problems) == sorted(
                 [
                     f"tcp port {taken} (service t) not opened on tcp://127.0.0.1:{taken}: Address already in use "
-                    "(choose another port); retrying at the next change",
+                    "(choose another port); retrying",
                     f"tcp port {own} (service t) not opened: it is one of pylb's own listeners; list another port in "
-                    "TCP_PORTS; retrying at the next change",
+                    "TCP_PORTS; retrying",
                     f"tcp port {no_cert}/ssl (service t) not opened: pylb has no certificate to terminate TLS "
                     "with; give pylb one (SSL_CERT, DEFAULT_SSL_CERT or --ssl-cert) or list the port without "
-                    "/ssl; retrying at the next change",
+                    "/ssl; retrying",
                 ]
             )
             assert lb.tcp_ports.ports == {}
-            busy.close()  # the port is free now: the next snapshot opens it
-            lb.swap(Snapshot((Service("t", (a,)),), tcp_ports=(TcpPort(taken, "t"),)))
+            busy.close()  # the port is free now: a retry opens it, with no new snapshot
+            with trio.fail_after(5):
+                while taken not in lb.tcp_ports.ports:
+                    await trio.sleep(0.05)
             assert await greeting(taken) == b"a"
             assert f"tcp port {taken} (service t) opened on tcp://127.0.0.1:{taken}" in caplog.messages
+
+
+async def test_only_allowed_ports_open_and_at_most_max_ports(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tcpports, "MAX_PORTS", 2)
+    caplog.set_level(logging.WARNING, "pylb")
+    ports = sorted(free_port() for _ in range(3))
+    allowed = PortSet.parse(f"{ports[0]}-{ports[2]}")
+    async with backend(named(b"a")) as a:
+        config = pylb.Config(binds=(pylb.Bind.parse("127.0.0.1:0"),), health_check=NO_CHECKS, tcp_ports=allowed)
+        lb = pylb.Balancer(config)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(lb.run)
+            wanted = (TcpPort(22, "t"), *(TcpPort(p, "t") for p in ports))
+            lb.swap(Snapshot((Service("t", (a,)),), tcp_ports=wanted))
+            assert sorted(lb.tcp_ports.ports) == ports[:2]
+            assert await greeting(ports[0]) == b"a" and await greeting(ports[1]) == b"a"
+            assert await refused(ports[2]) and await refused(22)
+            assert sorted(caplog.messages) == [
+                f"tcp port 22 (service t) not opened: --tcp-ports {allowed} does not allow it; allow it on pylb "
+                f"(--tcp-ports 22,{allowed}) if the containers asking for it are trusted",
+                f"tcp port {ports[2]} (service t) not opened: pylb already listens on 2 ports for containers, its "
+                "most; retrying",
+            ]
+            nursery.cancel_scope.cancel()
+
+
+async def test_containers_cannot_open_ports_with_tcp_ports_none() -> None:
+    port = free_port()
+    async with backend(named(b"a")) as a:
+        config = pylb.Config(
+            binds=(pylb.Bind.parse("127.0.0.1:0"),), health_check=NO_CHECKS, tcp_ports=PortSet.parse("none")
+        )
+        lb = pylb.Balancer(config)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(lb.run)
+            lb.swap(world(port, [a]))
+            assert lb.tcp_ports.ports == {} and await refused(port)
+            nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("where", ["service", "balancer"])
+async def test_tcp_ports_never_get_an_http_check(where: str) -> None:
+    """An HTTP check (the service's HTTP_CHECK, or pylb's own --http-check)
+    sent to sshd or a database would mark every backend down: TCP ports get
+    a TCP connect at the same pace."""
+    fast = HealthCheck(inter=0.05, rise=1, fall=1)
+    http = fast.with_http("GET /health")
+    port = free_port()
+    async with backend(named(b"banner")) as b:
+        async with pylb.open_balancer(health=http if where == "balancer" else fast) as lb:
+            service = Service(f"tcp:{port}", (b,), check=http if where == "service" else None)
+            lb.swap(Snapshot((service,), tcp_ports=(TcpPort(port, service.name),)))
+            await trio.sleep(0.5)  # ten checks
+            assert await greeting(port) == b"banner"
+            pool = lb.statistics()["pool"]
+            assert "down" not in repr(pool), pool
 
 
 async def test_a_snapshot_swapped_before_run_opens_its_ports_at_start() -> None:
@@ -196,3 +263,9 @@ async def test_cli_links_with_tcp_ports_open_the_port_in_every_worker(workers: s
                     assert await stream.receive_some(10) == b"a"
                 await stream.aclose()
             assert running.proc.poll() is None
+            # Each worker opens it: a worker that could not would say so, and take no connection.
+            opened = re.compile(rf"(worker \d: )?{re.escape(f'tcp port {a.port} (service tcp:{a.port}) opened on')}")
+            seen = [m[1] for line in running.lines if (m := opened.search(line))]
+            while len(seen) < int(workers):
+                seen.append(read_until(running.proc, opened.pattern)[0][1])
+            assert sorted(seen, key=str) == ([None] if workers == "1" else ["worker 0: ", "worker 1: "])

@@ -150,6 +150,44 @@ class TcpPort:
 
 
 @dataclass(frozen=True, slots=True)
+class PortSet:
+    """Which ports containers may ask pylb to listen on (``--tcp-ports``):
+    inclusive ranges; empty means none."""
+
+    ranges: tuple[tuple[int, int], ...] = ((1024, 65535),)
+
+    def __contains__(self, port: object) -> bool:
+        return isinstance(port, int) and any(low <= port <= high for low, high in self.ranges)
+
+    def __str__(self) -> str:
+        return ",".join(f"{a}" if a == b else f"{a}-{b}" for a, b in self.ranges) or "none"
+
+    @classmethod
+    def parse(cls, text: str, what: str = "--tcp-ports") -> PortSet:
+        """``5432,7000-7099`` (commas or spaces), ``all`` (1-65535) or ``none``."""
+        value = text.strip().lower()
+        if value == "none":
+            return cls(())
+        if value == "all":
+            return cls(((1, 65535),))
+        ranges = []
+        for part in value.replace(",", " ").split():
+            low, sep, high = part.partition("-")
+            try:
+                first, last = parse_port(low, what), parse_port(high if sep else low, what)
+            except ConfigError:
+                first = last = 0
+            if not 1 <= first <= last:
+                raise ConfigError(
+                    f"{what}: {part!r} is not a port or a range of ports from 1 to 65535 (example: 5432,7000-7099)"
+                )
+            ranges.append((first, last))
+        if not ranges:
+            raise ConfigError(f"{what} is empty: list ports and ranges (example: 5432,7000-7099), or none")
+        return cls(tuple(sorted(ranges)))
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything the data plane needs to route a request, frozen.
 
@@ -174,8 +212,8 @@ class Snapshot:
                 where = f"{route.host}{route.path}"
                 raise ConfigError(f"snapshot: route {where} leads to unknown service {route.service!r}")
         ports = [t.port for t in self.tcp_ports]
-        if len(ports) != len(set(ports)):
-            raise ConfigError("snapshot: two TCP listeners share a port")
+        for port in sorted({p for p in ports if ports.count(p) > 1}):
+            raise ConfigError(f"snapshot: TCP port {port} is listed twice (one service per port)")
         for tcp in self.tcp_ports:
             if tcp.service not in names:
                 raise ConfigError(f"snapshot: TCP port {tcp.port} leads to unknown service {tcp.service!r}")

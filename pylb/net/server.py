@@ -102,12 +102,15 @@ class Balancer:
         self._all_closed: trio.Event | None = None
         self._sockets: list[stdsocket.socket] | None = None
         self._reuse_port = False  # a worker: its siblings bind the same discovered TCP ports
+        self._tcp_retired = {"connections": 0, "bytes_in": 0, "bytes_out": 0}  # closed discovered ports
         self.tcp_ports = TcpPorts(
             config.listeners[0].host if config.listeners else "0.0.0.0",
             self._discovered_listener,
+            self._retire_listener,
             lambda bind: bind_listener(bind, reuse_port=self._reuse_port),
             lambda: {a.port for a in self.addresses},
             lambda: self.tls_context is not None,
+            config.tcp_ports,
         )
         self.connections = 0
 
@@ -157,9 +160,10 @@ class Balancer:
             "errors": _merge(c.errors for c in self._contexts),
             "tcp": {
                 "ports": {port: tcp.service for port, tcp in sorted(self.tcp_ports.ports.items())},
-                "connections": sum(c.connections for c in self._tcp_contexts),
-                "bytes_in": sum(c.bytes_in for c in self._tcp_contexts),
-                "bytes_out": sum(c.bytes_out for c in self._tcp_contexts),
+                **{
+                    key: total + sum(getattr(c, key) for c in self._tcp_contexts)
+                    for key, total in self._tcp_retired.items()
+                },
             },
             "pool": self.pool.statistics(),
             "upstream": self.upstream.statistics(),
@@ -178,6 +182,7 @@ class Balancer:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.watchdog.run)
                 nursery.start_soon(self.health.run)  # idle unless some check is enabled
+                nursery.start_soon(self.tcp_ports.retry)
                 accept_nursery = await nursery.start(self._accept_nursery)
                 for bind, sock in zip(binds, sockets, strict=True):
                     host, port = sock.getsockname()[:2]
@@ -186,7 +191,7 @@ class Balancer:
                     accept_nursery.start_soon(self._accept_loop, listener, nursery)
                 if self.pool.snapshot is not None:
                     self.tcp_ports.want(self.pool.snapshot.tcp_ports)
-                self.tcp_ports.attach(lambda listener: accept_nursery.start_soon(self._accept_loop, listener, nursery))
+                self.tcp_ports.attach(lambda listener: accept_nursery.start_soon(self._discovered, listener, nursery))
                 task_status.started(list(self.addresses))
         finally:
             self._close_listeners()
@@ -204,6 +209,12 @@ class Balancer:
         assert listener.tcp is not None
         listener.tcp.service = wanted.service
         return listener
+
+    def _retire_listener(self, listener: Listener) -> None:
+        if listener.tcp in self._tcp_contexts:
+            self._tcp_contexts.remove(listener.tcp)
+            for key in self._tcp_retired:
+                self._tcp_retired[key] += getattr(listener.tcp, key)
 
     def _listener(self, scheme: str, sock: stdsocket.socket, port: int, https_port: int) -> Listener:
         config = self.config
@@ -258,10 +269,13 @@ class Balancer:
         )
 
     async def _accept_nursery(self, *, task_status: trio.TaskStatus[trio.Nursery]) -> None:
-        with self._accepting:
-            async with trio.open_nursery() as nursery:
-                task_status.started(nursery)
-                await trio.sleep_forever()
+        try:
+            with self._accepting:
+                async with trio.open_nursery() as nursery:
+                    task_status.started(nursery)
+                    await trio.sleep_forever()
+        finally:
+            self.tcp_ports.detach()  # its nursery is closed: a later swap must not start loops there
 
     def stop_accepting(self) -> None:
         """Close the listeners now: new connections are refused."""
@@ -325,6 +339,15 @@ class Balancer:
                 self._limit.release()
                 raise
             nursery.start_soon(self._handle, listener, conn, address)
+
+    async def _discovered(self, listener: Listener, nursery: trio.Nursery) -> None:
+        """A discovered TCP port's accept loop: a failure closes that port, not the balancer."""
+        try:
+            await self._accept_loop(listener, nursery)
+        except OSError as exc:
+            port = listener.sock.getsockname()[1] if listener.sock.fileno() != -1 else "?"
+            log.error("tcp port %s: accept failed (%s); closing it until it changes", port, exc.strerror or exc)
+            self.tcp_ports.forget(listener)
 
     async def _handle(self, listener: Listener, sock: stdsocket.socket, address: tuple[str, int]) -> None:
         self.connections += 1

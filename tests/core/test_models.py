@@ -1,7 +1,7 @@
 import pytest
 
 from pylb.core.errors import ConfigError
-from pylb.core.models import Backend, Route, Service, Snapshot
+from pylb.core.models import Backend, PortSet, Route, Service, Snapshot
 
 
 @pytest.mark.parametrize(
@@ -64,3 +64,25 @@ def test_snapshots_compare_by_value() -> None:
     two = Snapshot.of_backends((Backend("a", 1), Backend("b", 2)))
     assert one == two
     assert hash(one) == hash(two)
+
+
+@pytest.mark.parametrize(
+    ("text", "inside", "outside", "shown"),
+    [
+        ("1024-65535", [1024, 5432, 65535], [22, 1023], "1024-65535"),
+        ("22, 5432,7000-7099", [22, 5432, 7000, 7099], [23, 7100], "22,5432,7000-7099"),
+        ("all", [1, 65535], [0], "1-65535"),
+        ("none", [], [22, 5432], "none"),
+    ],
+)
+def test_port_sets(text: str, inside: list[int], outside: list[int], shown: str) -> None:
+    ports = PortSet.parse(text)
+    assert all(p in ports for p in inside) and not any(p in ports for p in outside)
+    assert str(ports) == shown
+    assert PortSet.parse(str(ports)) == ports
+
+
+@pytest.mark.parametrize("text", ["", "0", "70000", "10-5", "a-b", "22-", "-22", "5432/ssl"])
+def test_bad_port_sets_name_the_option_and_the_form(text: str) -> None:
+    with pytest.raises(ConfigError, match=r"^--tcp-ports"):
+        PortSet.parse(text)
