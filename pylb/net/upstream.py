@@ -50,7 +50,7 @@ class UpstreamConn:
         return f"<UpstreamConn {self.backend} requests={self.requests}>"
 
 
-def _closed_by_peer(stream: BackendStream) -> bool:
+def closed_by_peer(stream: BackendStream) -> bool:
     """Whether an idle connection has been closed (or written to) by the
     backend; streams that cannot tell are assumed open."""
     sock = getattr(stream, "sock", None)
@@ -96,7 +96,7 @@ class Upstream:
         now = trio.current_time()
         while idle:
             conn = idle.pop()
-            if check_open and _closed_by_peer(conn.stream):
+            if check_open and closed_by_peer(conn.stream):
                 conn.stream.close()
                 continue
             if now - conn.idle_since < self._idle_timeout:
@@ -119,6 +119,16 @@ class Upstream:
             return
         conn.idle_since = trio.current_time()
         idle.append(conn)
+
+    def discard_idle(self, conn: UpstreamConn) -> bool:
+        """Close ``conn`` if it is idle here (its backend closed it, or wrote
+        to it unasked); False when it is not idle (a request owns it)."""
+        idle = self._idle.get(conn.backend.key)
+        if not idle or conn not in idle:
+            return False
+        idle.remove(conn)
+        conn.stream.close()
+        return True
 
     def close_idle(self, backends: Iterable[Backend] | None = None) -> int:
         """Close idle connections to ``backends`` (all when None); return how many."""
