@@ -34,6 +34,7 @@ import logging
 import select
 import socket as stdsocket
 from collections.abc import Callable
+from typing import TypeVar
 
 import trio
 from trio.lowlevel import notify_closing, wait_readable
@@ -49,10 +50,12 @@ from pylb.net.timers import Watchdog
 from pylb.net.upstream import Upstream, UpstreamConn, closed_by_peer
 
 log = logging.getLogger("pylb")
+_K = TypeVar("_K", bytes, tuple[bytes, bytes])
 
 FAST_RESPONSE = 64 * 1024  # larger responses are relayed (streamed) by the per-connection path
 MAX_PIPELINED = 64 * 1024  # client bytes buffered while a request is in flight; then reading pauses
 BATCH = 256  # events taken per epoll call
+HEAD_CACHE = 512  # parsed heads remembered (per kind); all forgotten when full
 
 _IN = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET
 _OUT = _IN | select.EPOLLOUT
@@ -146,6 +149,10 @@ class FastLane:
         self._clients: dict[int, _Client] = {}
         self._backends: dict[int, UpstreamConn] = {}  # registered backend connections, by fd
         self._waiting: dict[int, _Client] = {}  # backend fd -> the client whose response it carries
+        # Heads seen before, parsed: a backend sends the same response head
+        # (Date aside) and a client often the same request head, again and again.
+        self._request_heads: dict[bytes, Head] = {}
+        self._response_heads: dict[tuple[bytes, bytes], Head] = {}
         self.requests = 0
         self.handoffs = 0
         self.taken_back = 0
@@ -293,7 +300,11 @@ class FastLane:
             end = find_head_end(buf)
             if end < 0:
                 return
-            head = parse_request(buf if end == len(buf) else buf[:end])
+            raw = buf if end == len(buf) else buf[:end]
+            head = self._request_heads.get(raw)
+            if head is None:
+                head = parse_request(raw)
+                _remember(self._request_heads, raw, head)
         except ProxyError:
             self._hand_over(c)  # the per-connection path answers it
             return
@@ -431,7 +442,11 @@ class FastLane:
                 if eof or len(buf) > FAST_RESPONSE:
                     self._hand_over(c, conn=conn)
                 return
-            rhead = parse_response(buf if end == len(buf) else buf[:end], head.method)
+            key = (buf if end == len(buf) else buf[:end], head.method)
+            rhead = self._response_heads.get(key)
+            if rhead is None:
+                rhead = parse_response(key[0], head.method)
+                _remember(self._response_heads, key, rhead)
         except ProxyError:
             self._hand_over(c, conn=conn)  # the per-connection path answers it
             return
@@ -636,3 +651,11 @@ class FastLane:
             with contextlib.suppress(OSError):
                 c.sock.send(error_response(exc.status, exc.reason, exc.detail, False))
         self._close(c, reset=c.stage == SEND)
+
+
+def _remember(cache: dict[_K, Head], key: _K, head: Head) -> None:
+    """Keep a parsed head for the next identical one (parsing is pure, and
+    nothing changes a ``Head`` once parsed)."""
+    if len(cache) >= HEAD_CACHE:
+        cache.clear()
+    cache[key] = head

@@ -89,7 +89,10 @@ class Balancer:
         if pool is None:
             pool = Pool(config.snapshot(), cursor)
         self.pool = pool
-        self.upstream = Upstream(pool.is_live, connect_timeout=config.timeouts.connect, dialer=dialer)
+        self.watchdog = Watchdog()
+        self.upstream = Upstream(
+            pool.is_live, connect_timeout=config.timeouts.connect, dialer=dialer, clock=self._coarse_now
+        )
         self.observer = observer
         self.health_check = health if health is not None else config.health
         self.health = HealthChecker(
@@ -99,7 +102,6 @@ class Balancer:
         self._contexts: list[HttpContext] = []
         self._tcp_contexts: list[TcpContext] = []
         self._limit = trio.Semaphore(config.maxconn)
-        self.watchdog = Watchdog()
         # Plain-HTTP connections go through the fast lane (it needs real sockets to backends).
         self.lane: FastLane | None = None
         if fast_lane and dialer is dial:
@@ -108,6 +110,9 @@ class Balancer:
         self._all_closed: trio.Event | None = None
         self._sockets: list[stdsocket.socket] | None = None
         self.connections = 0
+
+    def _coarse_now(self) -> float:
+        return self.watchdog.now
 
     @property
     def url(self) -> str:

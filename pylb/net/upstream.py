@@ -76,6 +76,7 @@ class Upstream:
         idle_timeout: float = 30.0,
         max_idle: int = 256,
         dialer: Dialer = dial,
+        clock: Callable[[], float] = trio.current_time,
     ) -> None:
         self._idle: dict[tuple[str, int], list[UpstreamConn]] = {}
         self._is_live = is_live
@@ -83,6 +84,7 @@ class Upstream:
         self._idle_timeout = idle_timeout
         self._max_idle = max_idle
         self._dialer = dialer
+        self._clock = clock  # for idle times: a coarse clock will do
         self.dials = 0
         self.reuses = 0
 
@@ -93,7 +95,7 @@ class Upstream:
         idle = self._idle.get(backend.key)
         if not idle:
             return None
-        now = trio.current_time()
+        now = self._clock()
         while idle:
             conn = idle.pop()
             if check_open and closed_by_peer(conn.stream):
@@ -117,7 +119,7 @@ class Upstream:
         if conn.buf or len(idle) >= self._max_idle or not self._is_live(conn.backend):
             conn.stream.close()
             return
-        conn.idle_since = trio.current_time()
+        conn.idle_since = self._clock()
         idle.append(conn)
 
     def discard_idle(self, conn: UpstreamConn) -> bool:
