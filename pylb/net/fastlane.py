@@ -259,25 +259,35 @@ class FastLane:
         self.watchdog.watch(c)
 
     def _read(self, c: _Client) -> None:
-        sock = c.sock
         while True:
-            if c.stage >= WAIT and len(c.buf) >= MAX_PIPELINED:
+            limited = self._fill(c)
+            if c.stage <= HEAD:
+                self._serve_buffered(c)
+            if not limited or c.stage == GONE:
+                return
+            if c.stage > HEAD:
                 c.paused = True  # read again once the response is out (edge-triggered: no new event)
                 return
+
+    def _fill(self, c: _Client) -> bool:
+        """Read what the client sent, up to MAX_PIPELINED buffered; True when
+        it stopped there (more may be waiting: no new event will say so).
+        Beyond that, a body is streamed by the per-connection path."""
+        sock = c.sock
+        while len(c.buf) < MAX_PIPELINED:
             try:
                 data = sock.recv(RECEIVE_SIZE)
             except BlockingIOError:
-                break
+                return False
             except OSError:
                 data = b""
             if not data:
                 c.eof = True
-                break
+                return False
             c.buf = c.buf + data if c.buf else data
             if len(data) < RECEIVE_SIZE:
-                break
-        if c.stage <= HEAD:
-            self._serve_buffered(c)
+                return False
+        return True
 
     def _serve_buffered(self, c: _Client) -> None:
         if c.buf:
@@ -414,8 +424,11 @@ class FastLane:
         assert conn is not None and head is not None and isinstance(conn.stream, FastStream)
         sock = conn.stream.sock
         buf = conn.buf
-        eof = False
+        eof = limited = False
         while True:
+            if len(buf) >= FAST_RESPONSE:
+                limited = True  # more may be waiting: the per-connection path reads it
+                break
             try:
                 data = sock.recv(RECEIVE_SIZE)
             except BlockingIOError:
@@ -439,7 +452,7 @@ class FastLane:
         try:
             end = find_head_end(buf, BadGateway)
             if end < 0:
-                if eof or len(buf) > FAST_RESPONSE:
+                if eof or limited:
                     self._hand_over(c, conn=conn)
                 return
             key = (buf if end == len(buf) else buf[:end], head.method)
@@ -458,7 +471,7 @@ class FastLane:
         elif rhead.framing == LENGTH and rhead.length <= FAST_RESPONSE:
             size = rhead.length
             if len(buf) - end < size:
-                if eof:
+                if eof or limited:
                     self._hand_over(c, conn=conn)
                 return  # the rest of the body is on its way
         else:
