@@ -56,6 +56,7 @@ FAST_RESPONSE = 64 * 1024  # larger responses are relayed (streamed) by the per-
 MAX_PIPELINED = 64 * 1024  # client bytes buffered while a request is in flight; then reading pauses
 BATCH = 256  # events taken per epoll call
 HEAD_CACHE = 512  # parsed heads remembered (per kind); all forgotten when full
+HEAD_CACHE_BYTES = 2048  # longer heads are parsed every time (they seldom repeat)
 
 _IN = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET
 _OUT = _IN | select.EPOLLOUT
@@ -669,6 +670,8 @@ class FastLane:
 def _remember(cache: dict[_K, Head], key: _K, head: Head) -> None:
     """Keep a parsed head for the next identical one (parsing is pure, and
     nothing changes a ``Head`` once parsed)."""
+    if len(head.raw) > HEAD_CACHE_BYTES:
+        return
     if len(cache) >= HEAD_CACHE:
         cache.clear()
     cache[key] = head

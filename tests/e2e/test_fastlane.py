@@ -203,3 +203,22 @@ async def test_drain_closes_idle_lane_connections_and_ends() -> None:
             assert await lb.drain(5.0)
             assert await peer.at_eof()
             assert lb.statistics()["connections"] == 0
+
+
+async def test_remembered_heads_are_told_apart_by_method() -> None:
+    """The same response head answers a GET (with a body) and a HEAD (none):
+    the lane's memory of parsed heads must not mix them up."""
+
+    def respond(req: Message) -> bytes:
+        head = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+        return head if req.method == "HEAD" else head + b"hello"
+
+    with trio.fail_after(GUARD):
+        async with open_backend(answering(respond)) as server, proxied([server.backend]) as (lb, peer):
+            for method in ["GET", "GET", "HEAD", "GET", "HEAD", "HEAD", "GET"]:
+                resp = await peer.request(method)
+                assert (resp.status, resp.body) == (200, b"" if method == "HEAD" else b"hello"), method
+                assert resp.header("content-length") == "5"
+            assert lane(lb)["requests"] == 7
+            assert lane(lb)["handoffs"] == 1  # the first only: it dialed
+            assert lb.statistics()["errors"] == {}
