@@ -222,3 +222,28 @@ async def test_remembered_heads_are_told_apart_by_method() -> None:
             assert lane(lb)["requests"] == 7
             assert lane(lb)["handoffs"] == 1  # the first only: it dialed
             assert lb.statistics()["errors"] == {}
+
+
+async def test_responses_arriving_in_pieces_and_interim_responses() -> None:
+    async def slow_pieces(server: Backend, peer: Peer) -> None:
+        while (req := await server.next_request(peer)) is not None:
+            if req.target == "/continue":
+                await peer.send(b"HTTP/1.1 100 Continue\r\n\r\n")  # a 1xx: handed over with it
+                await trio.sleep(0.02)
+            full = response_bytes(200, "OK", [("X-Target", req.target)], b"0123456789" * 10)
+            for piece in (full[:10], full[10:60], full[60:-30], full[-30:]):
+                await peer.send(piece)
+                await trio.sleep(0.01)
+
+    with trio.fail_after(GUARD):
+        async with open_backend(slow_pieces) as server, proxied([server.backend]) as (lb, peer):
+            for target in ["/a", "/b", "/continue", "/c"]:
+                headers = [("Expect", "100-continue")] if target == "/continue" else []
+                resp = await peer.request("POST", target, headers, body=b"payload")
+                assert (resp.status, resp.header("x-target"), resp.body) == (200, target, b"0123456789" * 10)
+                if target == "/continue":
+                    assert [m.status for m in resp.interim] == [100]
+            assert lane(lb)["requests"] == 4
+            assert lane(lb)["handoffs"] == 2  # the first (it dialed) and the one with a 1xx
+            assert server.connections == 1
+            assert lb.statistics()["errors"] == {}
