@@ -23,6 +23,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import trio
 
@@ -106,6 +107,31 @@ class HttpContext:
     errors: dict[int, int] = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class Handoff:
+    """A request the fast lane (``pylb.net.fastlane``) began and this path
+    finishes: counted (``HttpContext.requests``), routed and balanced
+    (``state`` is acquired). ``conn`` is the backend connection it went on,
+    with ``out`` still to send and any response bytes in ``conn.buf``; None
+    when the request still has to be sent (its body is back in the client
+    buffer). ``error``: what sending it met."""
+
+    head: Head
+    service: str
+    state: BackendState
+    start: float = 0.0
+    conn: UpstreamConn | None = None
+    out: bytes = b""
+    error: ProxyError | None = None
+
+
+class Lane(Protocol):
+    """Where a connection the fast lane handed over goes back after a
+    request that kept it open (see ``pylb.net.fastlane``)."""
+
+    def take_back(self, client: ClientConnection) -> bool: ...
+
+
 class _StaleConnection(Exception):
     """A reused backend connection was closed before it answered."""
 
@@ -125,6 +151,8 @@ class ClientConnection:
         "scope",
         "deadline",
         "fresh",
+        "handed_back",
+        "lane",
         "sent",
         "status",
         "stream",
@@ -145,41 +173,49 @@ class ClientConnection:
         self.status = 0
         self.sent = 0
         self.backend: Backend | None = None
+        self.lane: Lane | None = None  # set by the fast lane, which takes the connection back
+        self.handed_back = False
 
-    async def run(self) -> None:
+    async def run(self, handoff: Handoff | None = None) -> None:
         """Serve requests until the client leaves, an error ends the
-        connection, or a timeout fires."""
+        connection, or a timeout fires (or the fast lane takes it back);
+        ``handoff``: a request begun by the fast lane, finished first."""
         watchdog = self.ctx.watchdog
         watchdog.watch(self)
         try:
             with self.scope:
-                await self._serve()
+                await self._serve(handoff)
             if self.scope.cancelled_caught:
                 await self._timed_out()
         except (*_BROKEN, _ClientGone):
             pass
         finally:
             watchdog.unwatch(self)
-            if not close_now(self.stream):
+            if not self.handed_back and not close_now(self.stream):
                 await trio.aclose_forcefully(self.stream)
 
-    async def _serve(self) -> None:
+    async def _serve(self, handoff: Handoff | None) -> None:
         ctx = self.ctx
         while True:
-            try:
-                head = await self._read_request()
-            except ProxyError as exc:
-                await self._answer_error(exc, keep_alive=False)
-                return
-            if head is None:
-                return
+            if handoff is not None:
+                head, start = handoff.head, handoff.start
+            else:
+                try:
+                    read = await self._read_request()
+                except ProxyError as exc:
+                    await self._answer_error(exc, keep_alive=False)
+                    return
+                if read is None:
+                    return
+                head = read
+                ctx.requests += 1
+                start = trio.current_time() if ctx.observer else 0.0
             self.response_started = False
             self.status = 0
             self.backend = None
-            ctx.requests += 1
-            start = trio.current_time() if ctx.observer else 0.0
+            begun, handoff = handoff, None
             try:
-                keep = await self._exchange(head)
+                keep = await self._exchange(head, begun)
             except ProxyError as exc:
                 if self.response_started:
                     _abort(self.stream)
@@ -189,6 +225,9 @@ class ClientConnection:
             if ctx.observer is not None:
                 self._observe(head, start)
             if not keep or ctx.closing:
+                return
+            if self.lane is not None and self.lane.take_back(self):
+                self.handed_back = True
                 return
 
     async def _read_request(self) -> Head | None:
@@ -224,23 +263,30 @@ class ClientConnection:
             else:
                 buf += data
 
-    async def _exchange(self, head: Head) -> bool:
+    async def _exchange(self, head: Head, handoff: Handoff | None = None) -> bool:
         """Forward one request and relay its response; True to keep the
         client connection for the next request."""
-        if head.method == b"CONNECT":
-            raise BadRequest("CONNECT is not supported: pylb is a reverse proxy")
         ctx = self.ctx
         pool = ctx.pool
-        service = pool.resolve(head.authority(), head.path(), ctx.proto, ctx.port)
-        if ctx.proto == "http" and (ctx.force_ssl or pool.force_ssl(service)):
-            return await self._redirect(head, ctx.https_port)
+        if handoff is None:
+            if head.method == b"CONNECT":
+                raise BadRequest("CONNECT is not supported: pylb is a reverse proxy")
+            service = pool.resolve(head.authority(), head.path(), ctx.proto, ctx.port)
+            if ctx.proto == "http" and (ctx.force_ssl or pool.force_ssl(service)):
+                return await self._redirect(head, ctx.https_port)
+        else:
+            service = handoff.service
         tried: list[BackendState] = []
         while True:
-            state = pool.acquire(service, self.client_ip, tried)
+            state = pool.acquire(service, self.client_ip, tried) if handoff is None else handoff.state
             self.backend = state.backend
             failed = True
             try:
-                keep = await self._forward(head, state.backend)
+                if handoff is not None:
+                    begun, handoff = handoff, None
+                    keep = await self._resume(head, begun)
+                else:
+                    keep = await self._forward(head, state.backend)
                 failed = False
                 if state.fails_in_row:
                     state.fails_in_row = 0
@@ -298,6 +344,22 @@ class ClientConnection:
                 return await self._relay_response(head, conn, request_done=True)
             await self._send(conn, out)
             return await self._stream_request(head, conn, body_left, scanner)
+        except BaseException:
+            conn.stream.close()
+            raise
+
+    async def _resume(self, head: Head, begun: Handoff) -> bool:
+        """Finish a request the fast lane began."""
+        self.phase = Phase.FORWARD
+        conn = begun.conn
+        if conn is None:
+            return await self._forward(head, begun.state.backend)
+        try:
+            if begun.error is not None:
+                raise begun.error
+            if begun.out:
+                await self._send(conn, begun.out)
+            return await self._relay_response(head, conn, request_done=True)
         except BaseException:
             conn.stream.close()
             raise
@@ -565,7 +627,7 @@ class ClientConnection:
     async def _timed_out(self) -> None:
         """Say why the connection ends, when the client can still hear it."""
         if self.phase == Phase.REQUEST_HEAD:
-            exc: ProxyError = _RequestTimeout("the request head did not arrive in time")
+            exc: ProxyError = RequestTimeout("the request head did not arrive in time")
         elif self.phase in (Phase.FORWARD, Phase.RESPONSE_HEAD) and not self.response_started:
             exc = GatewayTimeout("the backend did not answer in time")
         else:
@@ -597,7 +659,7 @@ def _upgrading(head: Head) -> bool:
     return head.upgrade is not None and head.upgrade.lower() != b"h2c"
 
 
-class _RequestTimeout(BadRequest):
+class RequestTimeout(BadRequest):
     status = 408
     reason = "Request Timeout"
 

@@ -1,7 +1,8 @@
 """The balancer: listeners, the accept loops, and the pool they share.
 
-Owns: binding listening sockets, the connection limit (MAXCONN), spawning
-one task per client connection, and applying snapshot swaps to both the
+Owns: binding listening sockets, the connection limit (MAXCONN), giving
+each client connection to the fast lane (plain HTTP) or to a task of its
+own (TLS, PROXY headers, TCP mode), and applying snapshot swaps to both the
 pool and the backend connection pool. Must not know: where snapshots come
 from, the CLI, signals, or global logging setup.
 """
@@ -24,6 +25,7 @@ from pylb.core.health import HealthCheck
 from pylb.core.models import Backend, Snapshot, TcpPort
 from pylb.core.policy import hsts_header
 from pylb.core.pool import Pool, SwapResult
+from pylb.net.fastlane import FastLane
 from pylb.net.health import HealthChecker
 from pylb.net.httpproxy import ClientConnection, HttpContext, Observer, Phase
 from pylb.net.listeners import Listener, serve_connection
@@ -76,6 +78,7 @@ class Balancer:
         tls: ssl.SSLContext | None = None,
         health: HealthCheck | None = None,
         cursor: Cursor | None = None,
+        fast_lane: bool = True,
     ) -> None:
         self.config = config.check() if tls is None else config
         certificates = config.certificates
@@ -87,7 +90,10 @@ class Balancer:
         if pool is None:
             pool = Pool(config.snapshot(), cursor)
         self.pool = pool
-        self.upstream = Upstream(pool.is_live, connect_timeout=config.timeouts.connect, dialer=dialer)
+        self.watchdog = Watchdog()
+        self.upstream = Upstream(
+            pool.is_live, connect_timeout=config.timeouts.connect, dialer=dialer, clock=self._coarse_now
+        )
         self.observer = observer
         self.health_check = health if health is not None else config.health
         self.health = HealthChecker(
@@ -97,7 +103,10 @@ class Balancer:
         self._contexts: list[HttpContext] = []
         self._tcp_contexts: list[TcpContext] = []
         self._limit = trio.Semaphore(config.maxconn)
-        self.watchdog = Watchdog()
+        # Plain-HTTP connections go through the fast lane (it needs real sockets to backends).
+        self.lane: FastLane | None = None
+        if fast_lane and dialer is dial:
+            self.lane = FastLane(self.upstream, self.watchdog, self._connection_closed)
         self._accepting = trio.CancelScope()
         self._all_closed: trio.Event | None = None
         self._sockets: list[stdsocket.socket] | None = None
@@ -113,6 +122,9 @@ class Balancer:
             config.tcp_ports,
         )
         self.connections = 0
+
+    def _coarse_now(self) -> float:
+        return self.watchdog.now
 
     @property
     def url(self) -> str:
@@ -167,6 +179,7 @@ class Balancer:
             },
             "pool": self.pool.statistics(),
             "upstream": self.upstream.statistics(),
+            "fast_lane": self.lane.statistics() if self.lane is not None else None,
         }
 
     def __repr__(self) -> str:
@@ -183,6 +196,8 @@ class Balancer:
                 await nursery.start(self.watchdog.run)
                 nursery.start_soon(self.health.run)  # idle unless some check is enabled
                 nursery.start_soon(self.tcp_ports.retry)
+                if self.lane is not None:
+                    await nursery.start(self.lane.run, nursery)
                 accept_nursery = await nursery.start(self._accept_nursery)
                 for bind, sock in zip(binds, sockets, strict=True):
                     host, port = sock.getsockname()[:2]
@@ -292,6 +307,8 @@ class Balancer:
         for item in self.watchdog.items():
             if isinstance(item, ClientConnection) and item.phase == Phase.IDLE:
                 item.scope.cancel()
+        if self.lane is not None:
+            self.lane.close_idle()
         self._all_closed = trio.Event()
         if self.connections == 0:
             self._all_closed.set()
@@ -310,6 +327,9 @@ class Balancer:
         await ClientConnection(stream, client, ctx).run()
 
     async def _accept_loop(self, listener: Listener, nursery: trio.Nursery) -> None:
+        lane = self.lane
+        if listener.http is None or listener.tls is not None or listener.trusted:
+            lane = None  # TCP mode, TLS and PROXY headers need a task per connection
         accepted = 0
         while True:
             accepted += 1
@@ -338,7 +358,17 @@ class Balancer:
             except BaseException:
                 self._limit.release()
                 raise
-            nursery.start_soon(self._handle, listener, conn, address)
+            if lane is None:
+                nursery.start_soon(self._handle, listener, conn, address)
+                continue
+            assert listener.http is not None
+            self.connections += 1
+            try:
+                lane.adopt(conn, address, listener.http)
+            except Exception:
+                log.exception("internal error on a connection from %s; connection closed", address[0])
+                conn.close()
+                self._connection_closed()
 
     async def _discovered(self, listener: Listener, nursery: trio.Nursery) -> None:
         """A discovered TCP port's accept loop: a failure closes that port, not the balancer."""
@@ -357,10 +387,13 @@ class Balancer:
             log.exception("internal error on a connection from %s; connection closed", address[0])
             sock.close()
         finally:
-            self.connections -= 1
-            self._limit.release()
-            if self.connections == 0 and self._all_closed is not None:
-                self._all_closed.set()
+            self._connection_closed()
+
+    def _connection_closed(self) -> None:
+        self.connections -= 1
+        self._limit.release()
+        if self.connections == 0 and self._all_closed is not None:
+            self._all_closed.set()
 
 
 def bind_listener(bind: Bind, port: int | None = None, reuse_port: bool = False) -> stdsocket.socket:

@@ -17,9 +17,18 @@ from typing import Protocol
 import trio
 
 
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
+
+
 class Watched(Protocol):
+    """A connection with a deadline; ``scope.cancel()`` is what happens when
+    it passes (a trio cancel scope, or a connection of the fast lane)."""
+
     deadline: float
-    scope: trio.CancelScope
+
+    @property
+    def scope(self) -> Cancellable: ...
 
 
 class Watchdog:

@@ -50,7 +50,7 @@ class UpstreamConn:
         return f"<UpstreamConn {self.backend} requests={self.requests}>"
 
 
-def _closed_by_peer(stream: BackendStream) -> bool:
+def closed_by_peer(stream: BackendStream) -> bool:
     """Whether an idle connection has been closed (or written to) by the
     backend; streams that cannot tell are assumed open."""
     sock = getattr(stream, "sock", None)
@@ -76,6 +76,7 @@ class Upstream:
         idle_timeout: float = 30.0,
         max_idle: int = 256,
         dialer: Dialer = dial,
+        clock: Callable[[], float] = trio.current_time,
     ) -> None:
         self._idle: dict[tuple[str, int], list[UpstreamConn]] = {}
         self._is_live = is_live
@@ -83,6 +84,7 @@ class Upstream:
         self._idle_timeout = idle_timeout
         self._max_idle = max_idle
         self._dialer = dialer
+        self._clock = clock  # for idle times: a coarse clock will do
         self.dials = 0
         self.reuses = 0
 
@@ -93,10 +95,10 @@ class Upstream:
         idle = self._idle.get(backend.key)
         if not idle:
             return None
-        now = trio.current_time()
+        now = self._clock()
         while idle:
             conn = idle.pop()
-            if check_open and _closed_by_peer(conn.stream):
+            if check_open and closed_by_peer(conn.stream):
                 conn.stream.close()
                 continue
             if now - conn.idle_since < self._idle_timeout:
@@ -117,8 +119,18 @@ class Upstream:
         if conn.buf or len(idle) >= self._max_idle or not self._is_live(conn.backend):
             conn.stream.close()
             return
-        conn.idle_since = trio.current_time()
+        conn.idle_since = self._clock()
         idle.append(conn)
+
+    def discard_idle(self, conn: UpstreamConn) -> bool:
+        """Close ``conn`` if it is idle here (its backend closed it, or wrote
+        to it unasked); False when it is not idle (a request owns it)."""
+        idle = self._idle.get(conn.backend.key)
+        if not idle or conn not in idle:
+            return False
+        idle.remove(conn)
+        conn.stream.close()
+        return True
 
     def close_idle(self, backends: Iterable[Backend] | None = None) -> int:
         """Close idle connections to ``backends`` (all when None); return how many."""

@@ -1,0 +1,249 @@
+"""The fast lane (``pylb.net.fastlane``) and its edges with the per-connection
+path: what it serves itself, what it hands over mid-stream (and takes back),
+pipelining, backends closing keep-alive connections, and client timeouts.
+Real sockets on 127.0.0.1; each test is bounded by a guard, none asserts on
+time."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+import pylb
+from pylb.net.httpproxy import RequestRecord
+from tests.e2e.e2e_kit import (
+    Backend,
+    Message,
+    Peer,
+    answering,
+    chunked,
+    echo_response,
+    open_backend,
+    open_echo,
+    port_of,
+    proxied,
+    request_bytes,
+    response_bytes,
+)
+
+pytestmark = pytest.mark.timeout(60)
+GUARD = 20  # seconds: a hang fails the test, it is not a speed assertion
+
+
+def lane(lb: pylb.Balancer) -> dict[str, int]:
+    stats = lb.statistics()["fast_lane"]
+    assert isinstance(stats, dict)
+    return stats
+
+
+async def test_plain_http_keep_alive_requests_go_through_the_lane_with_the_same_heads() -> None:
+    records: list[RequestRecord] = []
+    with trio.fail_after(GUARD):
+        async with open_echo("e") as echo, proxied([echo.backend], observer=records.append) as (lb, peer):
+            spoofed = [("X-Forwarded-For", "10.0.0.1"), ("Connection", "keep-alive")]
+            first = await peer.request("GET", "/a?x=1", spoofed)
+            second = await peer.request("GET", "/a?x=1", spoofed)
+            third = await peer.request("GET", "/b")
+            assert first.status == second.status == third.status == 200
+            # The lane began all three; it handed the first over (no idle backend
+            # connection: the per-connection path dials) and took the
+            # connection back; the others went all the way in the lane, with
+            # the very same head.
+            stats = lane(lb)
+            assert stats["handoffs"] == 1 and stats["taken_back"] == 1
+            assert stats["requests"] == 3
+            assert first.json()["head"] == second.json()["head"]
+            assert "X-Forwarded-For: 10.0.0.1, 127.0.0.1\r\n" in second.json()["head"]
+            assert "X-Forwarded-Proto: http\r\nX-Forwarded-Port: " in third.json()["head"]
+            assert first.raw_head == second.raw_head
+            assert lb.statistics()["requests"] == 3
+            assert lb.statistics()["pool"]["in_flight"] == 0  # type: ignore[index]
+            assert echo.connections == 1
+    assert [(r.method, r.target, r.status, r.backend) for r in records] == [
+        ("GET", "/a?x=1", 200, echo.backend),
+        ("GET", "/a?x=1", 200, echo.backend),
+        ("GET", "/b", 200, echo.backend),
+    ]
+    # bytes_sent counts the connection's bytes so far, on either path
+    assert records[1].bytes_sent == 2 * records[0].bytes_sent
+
+
+async def test_a_body_still_arriving_is_handed_over_mid_stream_and_the_connection_comes_back() -> None:
+    with trio.fail_after(GUARD):
+        async with open_echo("e") as echo, proxied([echo.backend]) as (lb, peer):
+            assert (await peer.request()).status == 200
+            body = b"x" * 5000
+            raw = request_bytes("POST", "/upload", body=body)
+            await peer.send(raw[:-4000])  # the head and part of the body
+            await trio.sleep(0.05)
+            await peer.send(raw[-4000:])
+            resp = await peer.read_response()
+            assert resp.status == 200 and resp.json()["body_length"] == 5000
+            before = lane(lb)
+            assert (await peer.request("GET", "/after")).status == 200
+            after = lane(lb)
+            assert after["requests"] == before["requests"] + 1  # back in the lane
+            assert after["taken_back"] >= 2
+            assert echo.requests == 3
+
+
+async def test_chunked_and_large_responses_are_handed_over_after_their_head_arrived() -> None:
+    big = bytes(range(256)) * 400  # 100 KiB: more than the lane buffers
+
+    def respond(req: Message) -> bytes:
+        if req.target == "/chunked":
+            head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            return head + chunked(b"hello ", b"world")
+        if req.target == "/big":
+            return response_bytes(200, "OK", [], big)
+        return response_bytes(200, "OK", [], b"small")
+
+    with trio.fail_after(GUARD):
+        async with open_backend(answering(respond)) as server, proxied([server.backend]) as (lb, peer):
+            for target, expected in [("/", b"small"), ("/chunked", b"hello world"), ("/big", big), ("/", b"small")]:
+                resp = await peer.request("GET", target)
+                assert (resp.status, resp.body) == (200, expected), target
+            assert lane(lb)["handoffs"] >= 3
+            assert server.connections == 1  # the backend connection went back to the pool each time
+            assert lb.statistics()["errors"] == {}
+
+
+async def test_pipelined_requests_are_answered_in_order_across_both_paths() -> None:
+    with trio.fail_after(GUARD):
+        async with open_echo("e") as echo, proxied([echo.backend]) as (lb, peer):
+            assert (await peer.request()).status == 200  # warm: an idle backend connection
+            burst = (
+                request_bytes("GET", "/1")
+                + request_bytes("POST", "/2", body=b"abc")
+                + request_bytes("PUT", "/3", [("Transfer-Encoding", "chunked")], chunked(b"ch", b"unk"))
+                + request_bytes("GET", "/4")
+                + request_bytes("GET", "/5", [("Connection", "close")])
+            )
+            await peer.send(burst)
+            answers = [await peer.read_response() for _ in range(5)]
+            assert [a.json()["target"] for a in answers] == ["/1", "/2", "/3", "/4", "/5"]
+            assert [a.json()["body_length"] for a in answers] == [0, 3, 5, 0, 0]
+            assert answers[-1].header("connection") == "close"
+            assert await peer.at_eof()
+            assert lane(lb)["requests"] >= 3  # /1, /2 (its body was here) and /4 at least
+            assert lb.statistics()["requests"] == 6
+
+
+async def test_a_backend_closing_its_keep_alive_connections_is_no_error() -> None:
+    def respond(req: Message) -> bytes:
+        return response_bytes(200, "OK", [], b"bye")
+
+    async def answer_once_then_close(server: Backend, peer: Peer) -> None:
+        req = await server.next_request(peer)
+        if req is not None:
+            await peer.send(respond(req))  # no Connection: close, and then it closes
+
+    with trio.fail_after(GUARD):
+        async with open_backend(answer_once_then_close) as server, proxied([server.backend]) as (lb, peer):
+            for _ in range(6):
+                resp = await peer.request()
+                assert (resp.status, resp.body) == (200, b"bye")
+            assert lb.statistics()["errors"] == {}
+            assert lb.statistics()["pool"]["in_flight"] == 0  # type: ignore[index]
+
+
+async def test_a_reused_connection_closed_before_answering_replays_an_idempotent_request_only() -> None:
+    async def close_on_second_request(server: Backend, peer: Peer) -> None:
+        served = 0
+        while (req := await server.next_request(peer)) is not None:
+            if served == 1:
+                return  # closes without an answer: the reused connection was stale
+            served += 1
+            await peer.send(echo_response("s")(req))
+
+    with trio.fail_after(GUARD):
+        async with open_backend(close_on_second_request) as server, proxied([server.backend]) as (lb, peer):
+            assert (await peer.request()).status == 200
+            resp = await peer.request("GET", "/again")
+            assert resp.status == 200 and resp.json()["target"] == "/again"  # replayed on a fresh connection
+            assert lb.statistics()["errors"] == {}
+            resp = await peer.request("POST", "/once", body=b"pay")
+            assert resp.status == 502  # not replayed: it may have been acted on
+            assert lb.statistics()["errors"] == {502: 1}
+            assert lb.statistics()["pool"]["in_flight"] == 0  # type: ignore[index]
+
+
+async def test_client_timeouts_hold_in_the_lane() -> None:
+    timeouts = pylb.Timeouts(client=0.5, request_head=0.5, server=0.5)
+
+    async def never_answers(server: Backend, peer: Peer) -> None:
+        while await server.next_request(peer) is not None:
+            await trio.sleep_forever()
+
+    with trio.fail_after(GUARD):
+        async with open_echo("e") as echo, proxied([echo.backend], timeouts=timeouts) as (lb, peer):
+            assert (await peer.request()).status == 200
+            assert (await peer.request()).status == 200  # served by the lane
+            assert await peer.at_eof()  # idle past the client timeout: closed, nothing said
+            async with await Peer.connect(port_of(lb.url)) as slow:
+                await slow.send(b"GET / HTTP/1.1\r\nHost: e2e.test\r\n")  # a head that never ends
+                resp = await slow.read_response()
+                assert resp.status == 408
+                assert await slow.at_eof()
+            assert lb.statistics()["errors"] == {408: 1}
+        async with open_backend(never_answers) as server, proxied([server.backend], timeouts=timeouts) as (lb, peer):
+            assert (await peer.request()).status == 504  # per-connection path (it dialed)
+            async with await Peer.connect(port_of(lb.url)) as other:
+                assert (await other.request()).status == 504  # the lane, on the idle connection
+            assert lb.statistics()["errors"] == {504: 2}
+            assert lb.statistics()["pool"]["in_flight"] == 0  # type: ignore[index]
+
+
+async def test_drain_closes_idle_lane_connections_and_ends() -> None:
+    with trio.fail_after(GUARD):
+        async with open_echo("e") as echo, proxied([echo.backend]) as (lb, peer):
+            assert (await peer.request()).status == 200
+            assert (await peer.request()).status == 200
+            assert lane(lb)["clients"] == 1
+            assert await lb.drain(5.0)
+            assert await peer.at_eof()
+            assert lb.statistics()["connections"] == 0
+
+
+async def test_remembered_heads_are_told_apart_by_method() -> None:
+    """The same response head answers a GET (with a body) and a HEAD (none):
+    the lane's memory of parsed heads must not mix them up."""
+
+    def respond(req: Message) -> bytes:
+        head = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+        return head if req.method == "HEAD" else head + b"hello"
+
+    with trio.fail_after(GUARD):
+        async with open_backend(answering(respond)) as server, proxied([server.backend]) as (lb, peer):
+            for method in ["GET", "GET", "HEAD", "GET", "HEAD", "HEAD", "GET"]:
+                resp = await peer.request(method)
+                assert (resp.status, resp.body) == (200, b"" if method == "HEAD" else b"hello"), method
+                assert resp.header("content-length") == "5"
+            assert lane(lb)["requests"] == 7
+            assert lane(lb)["handoffs"] == 1  # the first only: it dialed
+            assert lb.statistics()["errors"] == {}
+
+
+async def test_responses_arriving_in_pieces_and_interim_responses() -> None:
+    async def slow_pieces(server: Backend, peer: Peer) -> None:
+        while (req := await server.next_request(peer)) is not None:
+            if req.target == "/continue":
+                await peer.send(b"HTTP/1.1 100 Continue\r\n\r\n")  # a 1xx: handed over with it
+                await trio.sleep(0.02)
+            full = response_bytes(200, "OK", [("X-Target", req.target)], b"0123456789" * 10)
+            for piece in (full[:10], full[10:60], full[60:-30], full[-30:]):
+                await peer.send(piece)
+                await trio.sleep(0.01)
+
+    with trio.fail_after(GUARD):
+        async with open_backend(slow_pieces) as server, proxied([server.backend]) as (lb, peer):
+            for target in ["/a", "/b", "/continue", "/c"]:
+                headers = [("Expect", "100-continue")] if target == "/continue" else []
+                resp = await peer.request("POST", target, headers, body=b"payload")
+                assert (resp.status, resp.header("x-target"), resp.body) == (200, target, b"0123456789" * 10)
+                if target == "/continue":
+                    assert [m.status for m in resp.interim] == [100]
+            assert lane(lb)["requests"] == 4
+            assert lane(lb)["handoffs"] == 2  # the first (it dialed) and the one with a 1xx
+            assert server.connections == 1
+            assert lb.statistics()["errors"] == {}
