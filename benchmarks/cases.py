@@ -97,11 +97,12 @@ class Case:
     headers: tuple[str, ...] = ()
     upload_bytes: int = 0
     idle_count: int = 0  # > 0: the idle-connections case instead of a wrk run
+    varied: bool = False  # every request head differs (query string), and every response head (X-Request-Id)
     targets: tuple[Target, ...] = ()
 
     @property
     def response_bytes(self) -> int:
-        sizes = {"/": len(SMALL_BODY), "/big": BIG_BYTES}
+        sizes = {"/": len(SMALL_BODY), "/varied": len(SMALL_BODY), "/big": BIG_BYTES}
         return sizes.get(self.path, 0)
 
 
@@ -110,6 +111,15 @@ CASES: tuple[Case, ...] = (
         "small_keepalive",
         "http",
         "100-byte responses over 50 keep-alive connections: per-request overhead",
+        targets=(Target("req_s", ">=", 0.5), Target("cpu_us_per_req", "<=", 2.0)),
+    ),
+    Case(
+        "small_varied",
+        "http",
+        "small_keepalive with no two request heads alike (a counter in the query string) and no two response "
+        "heads alike (X-Request-Id): per-request overhead when nothing repeats",
+        path="/varied",
+        varied=True,
         targets=(Target("req_s", ">=", 0.5), Target("cpu_us_per_req", "<=", 2.0)),
     ),
     Case(
@@ -210,7 +220,7 @@ def run_case(case: Case, proxy: str, bench: Bench) -> Outcome:
 def _check_answers(case: Case, port: int) -> None:
     path = "/" if case.upload_bytes else case.path
     status, body = http_get(port, path, timeout_s=30.0)
-    expected = len(SMALL_BODY) if path == "/" else case.response_bytes
+    expected = len(SMALL_BODY) if path in ("/", "/varied") else case.response_bytes
     if status != 200 or len(body) != expected:
         raise ValueError(f"GET {path} through the proxy: status {status}, {len(body)} body bytes")
 
@@ -219,6 +229,8 @@ def _wrk(case: Case, port: int, bench: Bench, duration_s: int) -> wrk.WrkResult:
     script = None
     if case.upload_bytes:
         script = wrk.upload_script(bench.tmp / f"upload-{case.upload_bytes}.lua", case.upload_bytes)
+    elif case.varied:
+        script = wrk.varied_script(bench.tmp / "varied.lua", case.path)
     url = f"http://127.0.0.1:{port}{case.path}"
     return wrk.run(
         url,

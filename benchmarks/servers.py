@@ -76,6 +76,7 @@ http {{
         root {www};
         client_max_body_size 20m;
         location = / {{ return 200 "{small}"; }}
+        location = /varied {{ add_header X-Request-Id $request_id; return 200 "{small}"; }}
         location = /big {{ }}
         location = /upload {{
             client_body_buffer_size 11m;
