@@ -61,6 +61,9 @@ HEAD_CACHE_BYTES = 2048  # longer heads are parsed every time (they seldom repea
 _IN = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET
 _OUT = _IN | select.EPOLLOUT
 _READABLE = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
+# The peer has finished (or failed): read until EOF, even after a short read (edge-triggered:
+# a FIN that came with the last data raises no event of its own).
+_HANGUP = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
 
 # Where a client connection of the lane is.
 IDLE, HEAD, WAIT, SEND, GONE = 0, 1, 2, 3, 4
@@ -208,11 +211,11 @@ class FastLane:
                 if ev & select.EPOLLOUT and client.out:
                     self._flush(client)
                 if ev & _READABLE and client.stage != GONE:
-                    self._read(client)
+                    self._read(client, bool(ev & _HANGUP))
                 return
             client = self._waiting.get(fd)
             if client is not None:
-                self._response(client)
+                self._response(client, bool(ev & _HANGUP))
                 return
             conn = self._backends.get(fd)
             if conn is not None:
@@ -242,7 +245,12 @@ class FastLane:
         c.buf, c.sent = client.buf, client.sent
         self._attach(c)
         if c.buf:
-            self._serve_buffered(c)
+            try:
+                self._serve_buffered(c)
+            except Exception:
+                log.exception("internal error in the fast lane; connection closed")
+                self._release(c, failed=False)
+                self._close(c)  # counted closed here, once: the task that gave it back does not
         return True
 
     def close_idle(self) -> int:
@@ -254,14 +262,14 @@ class FastLane:
 
     def _attach(self, c: _Client) -> None:
         assert self._ep is not None
-        self._clients[c.fd] = c
         self._ep.register(c.fd, _IN)  # reports at once what has arrived already
+        self._clients[c.fd] = c
         c.deadline = self.watchdog.now + c.ctx.timeouts.client
         self.watchdog.watch(c)
 
-    def _read(self, c: _Client) -> None:
+    def _read(self, c: _Client, hangup: bool = False) -> None:
         while True:
-            limited = self._fill(c)
+            limited = self._fill(c, hangup)
             if c.stage <= HEAD:
                 self._serve_buffered(c)
             if not limited or c.stage == GONE:
@@ -270,7 +278,7 @@ class FastLane:
                 c.paused = True  # read again once the response is out (edge-triggered: no new event)
                 return
 
-    def _fill(self, c: _Client) -> bool:
+    def _fill(self, c: _Client, hangup: bool = False) -> bool:
         """Read what the client sent, up to MAX_PIPELINED buffered; True when
         it stopped there (more may be waiting: no new event will say so).
         Beyond that, a body is streamed by the per-connection path."""
@@ -286,7 +294,7 @@ class FastLane:
                 c.eof = True
                 return False
             c.buf = c.buf + data if c.buf else data
-            if len(data) < RECEIVE_SIZE:
+            if len(data) < RECEIVE_SIZE and not hangup:
                 return False
         return True
 
@@ -301,9 +309,11 @@ class FastLane:
         while buf[:2] == b"\r\n":  # RFC 9112 2.2: ignore leading empty lines
             buf = buf[2:]
         c.buf = buf
-        if not buf:
-            return
         ctx = c.ctx
+        if not buf:
+            if c.stage == HEAD:  # only empty lines after the last request: still idle
+                c.stage, c.deadline = IDLE, self.watchdog.now + ctx.timeouts.client
+            return
         if c.stage == IDLE:
             c.stage = HEAD
             c.deadline = min(c.deadline, self.watchdog.now + ctx.timeouts.request_head)
@@ -419,12 +429,13 @@ class FastLane:
             with contextlib.suppress(OSError):
                 self._ep.unregister(fd)
 
-    def _response(self, c: _Client) -> None:
+    def _response(self, c: _Client, hangup: bool = False) -> None:
         conn = c.conn
         head = c.head
         assert conn is not None and head is not None and isinstance(conn.stream, FastStream)
         sock = conn.stream.sock
         buf = conn.buf
+        before = len(buf)
         eof = limited = False
         while True:
             if len(buf) >= FAST_RESPONSE:
@@ -440,7 +451,7 @@ class FastLane:
                 eof = True
                 break
             buf = buf + data if buf else data
-            if len(data) < RECEIVE_SIZE:
+            if len(data) < RECEIVE_SIZE and not hangup:
                 break
         conn.buf = buf
         if eof and not buf and c.replayable:
@@ -474,6 +485,8 @@ class FastLane:
             if len(buf) - end < size:
                 if eof or limited:
                     self._hand_over(c, conn=conn)
+                elif len(buf) > before:  # the body moves: the server timeout counts from its last bytes
+                    c.deadline = self.watchdog.now + c.ctx.timeouts.server
                 return  # the rest of the body is on its way
         else:
             self._hand_over(c, conn=conn)  # chunked, until close, or large: streamed

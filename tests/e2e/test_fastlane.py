@@ -6,6 +6,8 @@ time."""
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 import trio
 
@@ -247,3 +249,119 @@ async def test_responses_arriving_in_pieces_and_interim_responses() -> None:
             assert lane(lb)["handoffs"] == 2  # the first (it dialed) and the one with a 1xx
             assert server.connections == 1
             assert lb.statistics()["errors"] == {}
+
+
+# -- found by review: the lane and the per-connection path must agree on these ------------------
+
+REQ = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+async def _raw_backend(nursery: trio.Nursery, slow_body: bool = False) -> str:
+    """A keep-alive backend answering "ok" (or, for /slow, 300 bytes in three pieces 0.7 s apart)."""
+
+    async def handler(stream: trio.SocketStream) -> None:
+        buf = b""
+        async with stream:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    data = await stream.receive_some(65536)
+                    if not data:
+                        return
+                    buf += data
+                head, _, buf = buf.partition(b"\r\n\r\n")
+                length = next((int(v) for k, _, v in (x.partition(b":") for x in head.split(b"\r\n"))
+                               if k.lower() == b"content-length"), 0)  # fmt: skip
+                while len(buf) < length:
+                    buf += await stream.receive_some(65536)
+                buf = buf[length:]
+                if b"/slow" in head:
+                    await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 300\r\n\r\n" + b"a" * 100)
+                    for piece in (b"b", b"c"):
+                        await trio.sleep(0.7)
+                        await stream.send_all(piece * 100)
+                else:
+                    await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    listeners = await nursery.start(trio.serve_tcp, handler, 0)
+    return f"127.0.0.1:{listeners[0].socket.getsockname()[1]}"
+
+
+async def _response(stream: trio.SocketStream, buf: bytes = b"") -> tuple[bytes, bytes]:
+    """One response with a Content-Length: (the whole response, what follows it)."""
+    while b"\r\n\r\n" not in buf:
+        buf += await stream.receive_some(65536)
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    while len(rest) < length:
+        rest += await stream.receive_some(65536)
+    return head + b"\r\n\r\n" + rest[:length], rest[length:]
+
+
+async def _until_eof(stream: trio.SocketStream) -> bytes:
+    out = b""
+    while data := await stream.receive_some(65536):
+        out += data
+    return out
+
+
+async def test_a_client_that_half_closes_after_its_request_gets_the_answer_and_the_close() -> None:
+    timeouts = pylb.Timeouts(client=60, request_head=60)  # the guard fires long before these would
+    with trio.fail_after(GUARD):
+        async with trio.open_nursery() as nursery:
+            backend = await _raw_backend(nursery)
+            async with pylb.open_balancer([backend], timeouts=timeouts, health=pylb.HealthCheck(enabled=False)) as lb:
+                port = port_of(lb.url)
+                for warm in (False, True):
+                    stream = await trio.open_tcp_stream("127.0.0.1", port)
+                    if warm:  # the lane serves it from the second request on
+                        await stream.send_all(REQ)
+                        assert (await _response(stream))[0].endswith(b"ok")
+                    # `printf 'GET ...' | nc`: corked, the FIN leaves in the request's own segment,
+                    # so that no readiness event of its own announces it.
+                    stream.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+                    await stream.send_all(REQ)
+                    await stream.send_eof()
+                    assert (await _until_eof(stream)).endswith(b"\r\n\r\nok")  # answered, then closed
+                    await stream.aclose()
+                while lb.connections:
+                    await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+
+
+async def test_an_empty_line_after_a_request_leaves_the_connection_idle() -> None:
+    """RFC 9112 2.2: a CRLF after a body (some clients send one) is ignored:
+    no 408 for a request that never began, and drain closes the connection
+    as idle."""
+    timeouts = pylb.Timeouts(client=60, request_head=0.5)
+    with trio.fail_after(GUARD):
+        async with trio.open_nursery() as nursery:
+            backend = await _raw_backend(nursery)
+            async with pylb.open_balancer([backend], timeouts=timeouts, health=pylb.HealthCheck(enabled=False)) as lb:
+                stream = await trio.open_tcp_stream("127.0.0.1", port_of(lb.url))
+                await stream.send_all(REQ)
+                await _response(stream)
+                await stream.send_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc\r\n")
+                answer, rest = await _response(stream)
+                assert answer.startswith(b"HTTP/1.1 200") and rest == b""
+                await trio.sleep(1.0)  # twice the request-head timeout: no request began
+                assert await lb.drain(5.0)  # idle: closed at once
+                assert await _until_eof(stream) == b""  # closed without a 408
+                assert 408 not in lb.statistics()["errors"]  # type: ignore[operator]
+            nursery.cancel_scope.cancel()
+
+
+async def test_the_server_timeout_counts_from_the_last_body_bytes() -> None:
+    timeouts = pylb.Timeouts(server=1.0)  # the body's pieces come 0.7 s apart: 1.4 s in all
+    with trio.fail_after(GUARD):
+        async with trio.open_nursery() as nursery:
+            backend = await _raw_backend(nursery)
+            async with pylb.open_balancer([backend], timeouts=timeouts, health=pylb.HealthCheck(enabled=False)) as lb:
+                stream = await trio.open_tcp_stream("127.0.0.1", port_of(lb.url))
+                await stream.send_all(REQ)
+                await _response(stream)  # the backend connection is idle now: the lane takes /slow
+                await stream.send_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+                answer, _ = await _response(stream)
+                assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"a" * 100 + b"b" * 100 + b"c" * 100)
+                assert lane(lb)["requests"] == 2
+                await stream.aclose()
+            nursery.cancel_scope.cancel()
