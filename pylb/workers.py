@@ -215,7 +215,15 @@ async def _keep_alive(worker: _Worker, config: Config, fanout: Fanout, stopping:
         code = worker.process.exitcode if worker.process is not None else None
         log.warning("worker %d exited (code %s); starting it again", worker.index, code)
         worker.start(config, fanout.updates(), fanout.cursor)
-        await _wait_ready(worker)
+        try:
+            await _wait_ready(worker)
+        except (EOFError, OSError, RuntimeError, trio.TooSlowError) as exc:
+            # It died while starting (a SIGTERM forwarded before it could drain, or a crash),
+            # or hangs: never the supervisor's end. Wait for its exit; start it again unless stopping.
+            if not stopping.is_set():
+                log.warning("worker %d did not start (%s)", worker.index, type(exc).__name__)
+            if worker.process is not None and worker.process.is_alive() and isinstance(exc, trio.TooSlowError):
+                worker.process.kill()
 
 
 async def _forward_signals(workers: list[_Worker], stopping: trio.Event) -> None:

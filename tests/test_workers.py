@@ -37,3 +37,18 @@ async def test_two_workers_share_one_rotation_and_survive_a_crash() -> None:
             assert len(set(await trio.to_thread.run_sync(names, 4))) == 2
             lb.proc.send_signal(signal.SIGTERM)
             assert await trio.to_thread.run_sync(lb.proc.wait, 30) == 0
+
+
+async def test_sigterm_while_a_worker_restarts_still_exits_0() -> None:
+    """A worker killed, and pylb told to stop while its replacement is still
+    starting (the signal reaches it before it can drain): pylb stops cleanly."""
+    async with open_hellos(1) as hellos:
+        args = ["--workers", "2", "--bind", "127.0.0.1:0", "--backend", str(hellos[0].backend)]
+        with run_pylb(*args) as lb:
+            workers = worker_pids(lb.proc.pid)
+            os.kill(workers[0], signal.SIGKILL)
+            with trio.fail_after(30):  # the replacement exists (it takes a while to be ready)
+                while not set(worker_pids(lb.proc.pid)) - set(workers):
+                    await trio.sleep(0.005)
+            lb.proc.send_signal(signal.SIGTERM)
+            assert await trio.to_thread.run_sync(lb.proc.wait, 30) == 0
