@@ -120,7 +120,8 @@ class RelayLane:
         self._ep: select.epoll | None = None
         self._fds: dict[int, tuple[_Relay, bool]] = {}  # fd -> (its pair, True for the client side)
         self.relays = 0
-        self.bulk = 0
+        self.bulk = 0  # pairs handed back for splice
+        self.partial = 0  # sends the kernel did not take whole
         self.wakeups = 0
 
     def statistics(self) -> dict[str, int]:
@@ -128,6 +129,7 @@ class RelayLane:
             "connections": len(self._fds) // 2,
             "relays": self.relays,
             "bulk": self.bulk,
+            "partial": self.partial,
             "wakeups": self.wakeups,
         }
 
@@ -264,6 +266,7 @@ class RelayLane:
             if sent < n:
                 # Keep the rest, stop reading this side; the other's EPOLLOUT resumes it.
                 assert self._ep is not None
+                self.partial += 1
                 if up:
                     r.up = data[sent:]
                     self._ep.modify(r.bfd, _OUT)
