@@ -48,6 +48,7 @@ _IN = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET
 _OUT = _IN | select.EPOLLOUT
 _READABLE = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
 _HUP = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
+_OUTBIT = select.EPOLLOUT
 
 
 class Counters(Protocol):
@@ -79,37 +80,59 @@ class Resume:
 
 
 class _Relay:
-    __slots__ = (
-        "a",
-        "a_hup",
-        "afd",
-        "b",
-        "b_hup",
-        "bfd",
-        "counters",
-        "down",
-        "down_done",
-        "idle",
-        "owner",
-        "resume",
-        "up",
-        "up_done",
-        "wake",
-        "live",
-    )
+    """One pair: what its task waits on, and how it left."""
 
-    def __init__(self, owner: Owner, counters: Counters, idle: float, a: stdsocket.socket, b: stdsocket.socket) -> None:
-        self.owner = owner
-        self.counters = counters
-        self.idle = idle
-        self.a, self.b = a, b  # client, backend
-        self.afd, self.bfd = a.fileno(), b.fileno()
-        self.up = self.down = b""  # received, not yet sent (toward the backend / the client)
-        self.up_done = self.down_done = False
-        self.a_hup = self.b_hup = False  # the peer said it stopped sending: read to the end
+    __slots__ = ("up", "down", "wake", "resume", "live")
+
+    def __init__(self) -> None:
         self.wake = trio.Event()
         self.resume: Resume | None = None
         self.live = True
+        self.up: _Way
+        self.down: _Way
+
+
+class _Way:
+    """One direction of a pair: from ``src`` to ``dst``; ``back`` is the
+    other direction (the one that writes to ``src``)."""
+
+    __slots__ = (
+        "back",
+        "counters",
+        "done",
+        "dst",
+        "dst_fd",
+        "hup",
+        "idle",
+        "inbound",
+        "owner",
+        "pending",
+        "relay",
+        "src",
+        "src_fd",
+    )
+
+    def __init__(
+        self,
+        relay: _Relay,
+        owner: Owner,
+        counters: Counters,
+        idle: float,
+        src: stdsocket.socket,
+        dst: stdsocket.socket,
+        inbound: bool,
+    ) -> None:
+        self.relay = relay
+        self.owner = owner
+        self.counters = counters
+        self.idle = idle
+        self.src, self.dst = src, dst
+        self.src_fd, self.dst_fd = src.fileno(), dst.fileno()
+        self.inbound = inbound  # client -> backend
+        self.pending = b""  # received, not yet sent
+        self.done = False  # EOF received and passed on
+        self.hup = False  # the source said it stopped sending: read it to the end
+        self.back: _Way
 
 
 class RelayLane:
@@ -118,7 +141,7 @@ class RelayLane:
     def __init__(self, watchdog: Watchdog) -> None:
         self.watchdog = watchdog
         self._ep: select.epoll | None = None
-        self._fds: dict[int, tuple[_Relay, bool]] = {}  # fd -> (its pair, True for the client side)
+        self._fds: dict[int, _Way] = {}  # fd -> the direction reading from it
         self.relays = 0
         self.bulk = 0  # pairs handed back for splice
         self.partial = 0  # sends the kernel did not take whole
@@ -144,6 +167,7 @@ class RelayLane:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         ep = self._ep = select.epoll()
+        fds = self._fds
         try:
             task_status.started()
             while True:
@@ -151,17 +175,33 @@ class RelayLane:
                 self.wakeups += 1
                 while True:
                     events = ep.poll(0, BATCH)
-                    for fd, ev in events:
-                        self._dispatch(fd, ev)
+                    self._handle(events)
                     if len(events) < BATCH:
                         break
                     await trio.lowlevel.checkpoint()  # a flood must not starve other tasks
         finally:
             self._ep = None
-            for r, client_side in list(self._fds.values()):
-                if client_side:
-                    self._leave(r, self._resume(r))  # their tasks go on without the lane
+            for way in list(fds.values()):
+                if way.inbound:
+                    self._leave(way.relay, self._resume(way.relay))  # their tasks go on without the lane
             ep.close()
+
+    def _handle(self, events: list[tuple[int, int]]) -> None:
+        fds = self._fds
+        for fd, ev in events:
+            way = fds.get(fd)
+            if way is None:
+                continue
+            try:
+                if ev & _OUTBIT and way.back.pending:
+                    self._flush(way.back)
+                if ev & _READABLE and not (way.pending or way.done) and way.relay.live:
+                    if ev & _HUP:
+                        way.hup = True
+                    self._move(way)
+            except Exception:
+                log.exception("internal error in the relay lane; connection closed")
+                self._leave(way.relay, None)
 
     async def relay(
         self, owner: Owner, counters: Counters, idle: float, client: stdsocket.socket, backend: stdsocket.socket
@@ -171,15 +211,18 @@ class RelayLane:
         both), or until the task must go on itself (a ``Resume``)."""
         if self._ep is None:
             return Resume()
-        r = _Relay(owner, counters, idle, client, backend)
+        r = _Relay()
+        up = r.up = _Way(r, owner, counters, idle, client, backend, True)
+        down = r.down = _Way(r, owner, counters, idle, backend, client, False)
+        up.back, down.back = down, up
         self.relays += 1
-        self._fds[r.afd] = (r, True)
-        self._fds[r.bfd] = (r, False)
+        self._fds[up.src_fd] = up
+        self._fds[down.src_fd] = down
         owner.idle_deadline = self.watchdog.now + idle
         try:
             # Registering reports at once what has arrived already.
-            self._ep.register(r.afd, _IN)
-            self._ep.register(r.bfd, _IN)
+            self._ep.register(up.src_fd, _IN)
+            self._ep.register(down.src_fd, _IN)
             await r.wake.wait()
         finally:
             if r.live:  # cancelled (idle or drain timeout), or registering failed
@@ -188,132 +231,90 @@ class RelayLane:
 
     # ---- callbacks ----------------------------------------------------------------------------
 
-    def _dispatch(self, fd: int, ev: int) -> None:
-        entry = self._fds.get(fd)
-        if entry is None:
-            return
-        r, client_side = entry
-        try:
-            if client_side:
-                if ev & select.EPOLLOUT and r.down:
-                    self._flush(r, False)
-                if ev & _READABLE and r.live:
-                    if ev & _HUP:
-                        r.a_hup = True
-                    if not r.up and not r.up_done:
-                        self._move(r, True)
-            else:
-                if ev & select.EPOLLOUT and r.up:
-                    self._flush(r, True)
-                if ev & _READABLE and r.live:
-                    if ev & _HUP:
-                        r.b_hup = True
-                    if not r.down and not r.down_done:
-                        self._move(r, False)
-        except Exception:
-            log.exception("internal error in the relay lane; connection closed")
-            if r.live:
-                self._leave(r, None)
-
-    def _move(self, r: _Relay, up: bool, drain: bool = False) -> None:
+    def _move(self, way: _Way, drain: bool = False) -> None:
         """Receive from one side and send to the other until the source has
         nothing more (or the destination is full)."""
-        if up:
-            src, dst, hup = r.a, r.b, r.a_hup
-        else:
-            src, dst, hup = r.b, r.a, r.b_hup
+        src, dst = way.src, way.dst
         while True:
             try:
                 data = src.recv(RECEIVE_SIZE)
             except BlockingIOError:
                 return
             except OSError:
-                self._leave(r, None)  # a reset ends both
+                self._leave(way.relay, None)  # a reset ends both
                 return
             if not data:
                 with contextlib.suppress(OSError):
                     dst.shutdown(stdsocket.SHUT_WR)
-                if up:
-                    r.up_done = True
-                else:
-                    r.down_done = True
-                if r.up_done and r.down_done:
-                    self._leave(r, None)
+                way.done = True
+                if way.back.done:
+                    self._leave(way.relay, None)
                 return
             n = len(data)
-            r.owner.idle_deadline = self.watchdog.now + r.idle
+            way.owner.idle_deadline = self.watchdog.now + way.idle
             if n == RECEIVE_SIZE:  # bulk: its task goes on with splice
                 self.bulk += 1
-                resume = self._resume(r)
-                if up:
-                    resume.up, resume.up_bulk = data, True
-                else:
-                    resume.down, resume.down_bulk = data, True
-                self._leave(r, resume)
+                way.pending += data
+                self._leave(way.relay, self._resume(way.relay), bulk=way)
                 return
             try:
                 sent = dst.send(data)
             except BlockingIOError:
                 sent = 0
             except OSError:
-                self._leave(r, None)
+                self._leave(way.relay, None)
                 return
-            if sent:
-                if up:
-                    r.counters.bytes_in += sent
-                else:
-                    r.counters.bytes_out += sent
+            if way.inbound:
+                way.counters.bytes_in += sent
+            else:
+                way.counters.bytes_out += sent
             if sent < n:
                 # Keep the rest, stop reading this side; the other's EPOLLOUT resumes it.
                 assert self._ep is not None
                 self.partial += 1
-                if up:
-                    r.up = data[sent:]
-                    self._ep.modify(r.bfd, _OUT)
-                else:
-                    r.down = data[sent:]
-                    self._ep.modify(r.afd, _OUT)
+                way.pending = data[sent:]
+                self._ep.modify(way.dst_fd, _OUT)
                 return
-            if not (hup or drain):
+            if not (way.hup or drain):
                 return  # a short receive drained it (edge-triggered: more data brings a new event)
 
-    def _flush(self, r: _Relay, up: bool) -> None:
+    def _flush(self, way: _Way) -> None:
         """The destination drained: send what was kept, then read again."""
-        dst, rest = (r.b, r.up) if up else (r.a, r.down)
         try:
-            sent = dst.send(rest)
+            sent = way.dst.send(way.pending)
         except BlockingIOError:
             return
         except OSError:
-            self._leave(r, None)
+            self._leave(way.relay, None)
             return
-        r.owner.idle_deadline = self.watchdog.now + r.idle
-        if up:
-            r.counters.bytes_in += sent
-            r.up = rest = rest[sent:]
+        way.owner.idle_deadline = self.watchdog.now + way.idle
+        if way.inbound:
+            way.counters.bytes_in += sent
         else:
-            r.counters.bytes_out += sent
-            r.down = rest = rest[sent:]
-        if rest:
+            way.counters.bytes_out += sent
+        way.pending = way.pending[sent:]
+        if way.pending:
             return
         assert self._ep is not None
-        self._ep.modify(r.bfd if up else r.afd, _IN)
-        self._move(r, up, drain=True)  # events that came while paused were not acted on
+        self._ep.modify(way.dst_fd, _IN)
+        self._move(way, drain=True)  # events that came while paused were not acted on
 
     # ---- leaving ------------------------------------------------------------------------------
 
     def _resume(self, r: _Relay) -> Resume:
-        return Resume(r.up, r.down, r.up_done, r.down_done)
+        return Resume(r.up.pending, r.down.pending, r.up.done, r.down.done)
 
-    def _leave(self, r: _Relay, resume: Resume | None) -> None:
+    def _leave(self, r: _Relay, resume: Resume | None, bulk: _Way | None = None) -> None:
         """Take the pair out of the epoll set (its sockets stay open) and wake
         its task: ``resume`` None means close both."""
         if not r.live:
             return
         r.live = False
+        if resume is not None and bulk is not None:
+            resume.up_bulk, resume.down_bulk = bulk is r.up, bulk is r.down
         r.resume = resume
-        for fd in (r.afd, r.bfd):
-            if self._fds.pop(fd, None) is not None and self._ep is not None:
+        for way in (r.up, r.down):
+            if self._fds.pop(way.src_fd, None) is not None and self._ep is not None:
                 with contextlib.suppress(OSError, ValueError):
-                    self._ep.unregister(fd)
+                    self._ep.unregister(way.src_fd)
         r.wake.set()
