@@ -297,3 +297,39 @@ async def test_tls_and_accept_proxy_listeners_stay_on_the_task_path() -> None:
             await client.aclose()
             await all_closed(lb)
             assert lane(lb)["relays"] == 0
+
+
+async def test_graceful_drain_waits_for_a_lane_connection_to_finish() -> None:
+    async with backend(echo) as b, tcp_balancer([b]) as lb:
+        client = await connect(lb)
+        await client.send_all(b"one")
+        assert await client.receive_some(10) == b"one"
+        result: list[bool] = []
+
+        async def drain() -> None:
+            result.append(await lb.drain(30.0))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(drain)
+            await trio.sleep(0.05)
+            assert not result  # the connection is left to finish
+            await client.send_all(b"two")
+            assert await client.receive_some(10) == b"two"  # and still relayed meanwhile
+            await client.send_eof()
+            assert await read_all(client) == b""
+        assert result == [True]
+        assert lb.connections == 0
+
+
+async def test_stopping_the_balancer_ends_open_lane_connections() -> None:
+    async with backend(echo) as b:
+        with trio.fail_after(10):
+            async with tcp_balancer([b]) as lb:
+                clients = [await connect(lb) for _ in range(3)]
+                for client in clients:
+                    await client.send_all(b"x")
+                    assert await client.receive_some(10) == b"x"
+                assert lane(lb)["connections"] == 3
+        for client in clients:
+            with trio.fail_after(10):
+                assert await read_all(client) == b""
