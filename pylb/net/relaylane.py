@@ -3,7 +3,8 @@
 Owns: one ``select.epoll`` set with edge-triggered registrations kept while a
 pair of sockets (a client connection of a plain ``tcp://`` listener and its
 backend connection) is relayed here; the task that waits on that set through
-trio, once per batch of events; and the plain callbacks that move the bytes
+trio, once per wake-up (then polling it without waiting, up to ``REPOLL``
+times, while events keep coming); and the plain callbacks that move the bytes
 with non-blocking ``recv``/``send``, with no task switch per event: client
 readable -> receive -> send to the backend, and the other way; a partial send
 keeps the rest, stops reading that side and waits for the other to drain; an
