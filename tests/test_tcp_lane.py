@@ -155,8 +155,8 @@ async def test_backend_half_close_in_the_lane_lets_the_client_go_on() -> None:
 async def test_slow_reader_gets_everything_through_partial_sends(monkeypatch: pytest.MonkeyPatch) -> None:
     from pylb.net import relaylane
 
-    monkeypatch.setattr(relaylane, "RECEIVE_SIZE", 1 << 22)  # no receive fills it: all stays in the lane
     size = 8 * 1024 * 1024
+    monkeypatch.setattr(relaylane, "RECEIVE_SIZE", 2 * size)  # no receive fills it: all stays in the lane
     piece = bytes(range(256)) * 16
 
     async def writer(stream: trio.SocketStream) -> None:
@@ -166,7 +166,9 @@ async def test_slow_reader_gets_everything_through_partial_sends(monkeypatch: py
 
     async with backend(writer) as b, tcp_balancer([b]) as lb:
         client = await connect(lb, rcvbuf=4096)
-        await trio.sleep(0.3)  # not reading yet: the lane's sends toward the client fill up
+        with trio.fail_after(10):  # not reading yet: the lane's sends toward the client fill up
+            while not lane(lb)["partial"]:
+                await trio.sleep(0.01)
         data = await read_all(client)
         assert len(data) == size
         assert hashlib.sha256(data).digest() == hashlib.sha256(piece * (size // len(piece))).digest()
@@ -262,10 +264,12 @@ async def test_a_backend_reset_closes_both() -> None:
 
 
 async def test_a_client_reset_closes_the_backend_side() -> None:
-    ended = trio.Event()
+    got, ended = trio.Event(), trio.Event()
 
     async def waiter(stream: trio.SocketStream) -> None:
         async with stream:
+            assert await stream.receive_some(10) == b"hello"
+            got.set()
             with suppress(trio.BrokenResourceError):
                 await read_all(stream)
             ended.set()
@@ -274,8 +278,8 @@ async def test_a_client_reset_closes_the_backend_side() -> None:
         client = await connect(lb)
         await client.send_all(b"hello")
         with trio.fail_after(10):
-            while lane(lb)["connections"] == 0:
-                await trio.sleep(0.01)
+            await got.wait()  # relayed by the lane
+        assert lane(lb)["connections"] == 1
         client.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RESET)
         client.socket.close()
         with trio.fail_after(10):
