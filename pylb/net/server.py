@@ -29,6 +29,7 @@ from pylb.net.fastlane import FastLane
 from pylb.net.health import HealthChecker
 from pylb.net.httpproxy import ClientConnection, HttpContext, Observer, Phase
 from pylb.net.listeners import Listener, serve_connection
+from pylb.net.relaylane import RelayLane
 from pylb.net.stream import accept, dial, listen_socket
 from pylb.net.tcpports import TcpPorts
 from pylb.net.tcpproxy import TcpContext
@@ -107,6 +108,8 @@ class Balancer:
         self.lane: FastLane | None = None
         if fast_lane and dialer is dial:
             self.lane = FastLane(self.upstream, self.watchdog, self._connection_closed)
+        # Plain TCP-mode connections relay small exchanges there (same condition).
+        self.relay: RelayLane | None = RelayLane(self.watchdog) if fast_lane and dialer is dial else None
         self._accepting = trio.CancelScope()
         self._all_closed: trio.Event | None = None
         self._sockets: list[stdsocket.socket] | None = None
@@ -180,6 +183,7 @@ class Balancer:
             "pool": self.pool.statistics(),
             "upstream": self.upstream.statistics(),
             "fast_lane": self.lane.statistics() if self.lane is not None else None,
+            "relay_lane": self.relay.statistics() if self.relay is not None else None,
         }
 
     def __repr__(self) -> str:
@@ -198,6 +202,8 @@ class Balancer:
                 nursery.start_soon(self.tcp_ports.retry)
                 if self.lane is not None:
                     await nursery.start(self.lane.run, nursery)
+                if self.relay is not None:
+                    await nursery.start(self.relay.run)
                 accept_nursery = await nursery.start(self._accept_nursery)
                 for bind, sock in zip(binds, sockets, strict=True):
                     host, port = sock.getsockname()[:2]
@@ -247,6 +253,8 @@ class Balancer:
                 drain=config.tcp_drain,
                 health=self.health_check,
             )
+            if scheme == "tcp" and not config.accept_proxy:
+                tcp.lane = self.relay  # TLS and PROXY headers stay on the task path
             self._tcp_contexts.append(tcp)
         else:
             http = self._context(scheme, port, https_port)

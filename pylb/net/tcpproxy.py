@@ -26,6 +26,7 @@ from pylb.core.pool import Pool
 from pylb.core.state import BackendState
 from pylb.core.timeouts import Timeouts
 from pylb.net import splice
+from pylb.net.relaylane import RelayLane, Resume
 from pylb.net.stream import RECEIVE_SIZE, FastStream, close_now
 from pylb.net.timers import Watchdog
 from pylb.net.upstream import BackendStream, Upstream
@@ -49,6 +50,7 @@ class TcpContext:
     drain: float = 30.0
     retries: int = 3
     health: HealthCheck = field(default_factory=HealthCheck)
+    lane: RelayLane | None = None  # plain tcp:// listeners: small exchanges are relayed there
     connections: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
@@ -101,7 +103,14 @@ class TcpConnection:
                     early = proxyproto.encode(ctx.send_proxy, self.address, self.local) + early
                 if early:
                     await backend.send_all(early)
-                await self._pump_both(backend)
+                resume: Resume | None = Resume()
+                lane = ctx.lane
+                if lane is not None and isinstance(self.client, FastStream) and isinstance(backend, FastStream):
+                    timeouts = ctx.timeouts
+                    idle = max(timeouts.client, timeouts.server)
+                    resume = await lane.relay(self, ctx, idle, self.client.sock, backend.sock)
+                if resume is not None:  # None: both directions ended (or one side reset) in the lane
+                    await self._pump_both(backend, resume)
         except (*_BROKEN, ProxyError) as exc:
             log.debug("tcp connection from %s ended: %s", self.address[0], exc)
         finally:
@@ -145,18 +154,32 @@ class TcpConnection:
             self.state = state
             return conn.stream
 
-    async def _pump_both(self, backend: BackendStream) -> None:
+    async def _pump_both(self, backend: BackendStream, resume: Resume) -> None:
+        """Both directions, from where the relay lane left them (if it had them)."""
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._pump, self.client, backend, nursery, True)
-            nursery.start_soon(self._pump, backend, self.client, nursery, False)
+            if not resume.up_done:
+                nursery.start_soon(self._pump, self.client, backend, nursery, True, resume.up, resume.up_bulk)
+            if not resume.down_done:
+                nursery.start_soon(self._pump, backend, self.client, nursery, False, resume.down, resume.down_bulk)
 
-    async def _pump(self, src: Duplex, dst: Duplex, nursery: trio.Nursery, inbound: bool) -> None:
-        """Copy one direction until EOF, then half-close the other side."""
+    async def _pump(
+        self, src: Duplex, dst: Duplex, nursery: trio.Nursery, inbound: bool, pending: bytes, bulk: bool
+    ) -> None:
+        """Copy one direction until EOF, then half-close the other side;
+        ``pending`` (received already) goes first, and ``bulk`` says a
+        receive filled the buffer already."""
         try:
             spliceable = isinstance(src, FastStream) and isinstance(dst, FastStream) and splice.available()
-            # Small exchanges are cheaper copied (two syscalls a message, not four); a full
-            # receive buffer means bulk, which goes on kernel-side.
-            moved, ended = await self._copy(src, dst, until_bulk=spliceable)
+            moved, ended = 0, False
+            if pending:
+                await dst.send_all(pending)
+                moved = len(pending)
+                self.touch()
+            if not (bulk and spliceable):
+                # Small exchanges are cheaper copied (two syscalls a message, not four); a full
+                # receive buffer means bulk, which goes on kernel-side.
+                copied, ended = await self._copy(src, dst, until_bulk=spliceable)
+                moved += copied
             if not ended:
                 assert isinstance(src, FastStream) and isinstance(dst, FastStream)
                 moved += await splice.splice(src.sock, dst.sock, None, self.touch)
