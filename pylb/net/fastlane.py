@@ -574,17 +574,7 @@ class FastLane:
     def _observe(self, c: _Client) -> None:
         head = c.head
         assert c.ctx.observer is not None and head is not None
-        c.ctx.observer(
-            RequestRecord(
-                client=c.ip.decode(),
-                method=head.method.decode("latin-1"),
-                target=head.target.decode("latin-1"),
-                backend=c.backend,
-                status=c.status,
-                bytes_sent=c.sent,
-                seconds=trio.current_time() - c.start,
-            )
-        )
+        c.ctx.observer(RequestRecord.of(c.ip, head, c.backend, c.status, c.sent, c.start))
 
     # ---- leaving the lane -----------------------------------------------------------------------
 

@@ -82,6 +82,21 @@ class RequestRecord:
     bytes_sent: int
     seconds: float
 
+    @classmethod
+    def of(
+        cls, client_ip: bytes, head: Head, backend: Backend | None, status: int, sent: int, start: float
+    ) -> RequestRecord:
+        """The record of a request whose ``head`` began at ``start`` (trio's clock)."""
+        return cls(
+            client=client_ip.decode(),
+            method=head.method.decode("latin-1"),
+            target=head.target.decode("latin-1"),
+            backend=backend,
+            status=status,
+            bytes_sent=sent,
+            seconds=trio.current_time() - start,
+        )
+
 
 Observer = Callable[[RequestRecord], None]
 
@@ -640,17 +655,7 @@ class ClientConnection:
 
     def _observe(self, head: Head, start: float) -> None:
         assert self.ctx.observer is not None
-        self.ctx.observer(
-            RequestRecord(
-                client=self.client_ip.decode(),
-                method=head.method.decode("latin-1"),
-                target=head.target.decode("latin-1"),
-                backend=self.backend,
-                status=self.status,
-                bytes_sent=self.sent,
-                seconds=trio.current_time() - start,
-            )
-        )
+        self.ctx.observer(RequestRecord.of(self.client_ip, head, self.backend, self.status, self.sent, start))
 
 
 def _upgrading(head: Head) -> bool:
