@@ -257,7 +257,7 @@ REQ = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
 async def _raw_backend(nursery: trio.Nursery, slow_body: bool = False) -> str:
-    """A keep-alive backend answering "ok" (or, for /slow, 300 bytes in three pieces 0.7 s apart)."""
+    """A keep-alive backend answering "ok" (or, for /slow, 300 bytes in three pieces 1.3 s apart)."""
 
     async def handler(stream: trio.SocketStream) -> None:
         buf = b""
@@ -277,7 +277,7 @@ async def _raw_backend(nursery: trio.Nursery, slow_body: bool = False) -> str:
                 if b"/slow" in head:
                     await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 300\r\n\r\n" + b"a" * 100)
                     for piece in (b"b", b"c"):
-                        await trio.sleep(0.7)
+                        await trio.sleep(1.3)
                         await stream.send_all(piece * 100)
                 else:
                     await stream.send_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
@@ -351,7 +351,7 @@ async def test_an_empty_line_after_a_request_leaves_the_connection_idle() -> Non
 
 
 async def test_the_server_timeout_counts_from_the_last_body_bytes() -> None:
-    timeouts = pylb.Timeouts(server=1.0)  # the body's pieces come 0.7 s apart: 1.4 s in all
+    timeouts = pylb.Timeouts(server=2.0)  # the body's pieces come 1.3 s apart: 2.6 s in all
     with trio.fail_after(GUARD):
         async with trio.open_nursery() as nursery:
             backend = await _raw_backend(nursery)
