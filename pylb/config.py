@@ -100,6 +100,7 @@ class Config:
     health_check: HealthCheck = field(default_factory=HealthCheck)
     http_check: str = ""
     retries: int = 3
+    lanes: bool = True
 
     @property
     def health(self) -> HealthCheck:
@@ -397,6 +398,16 @@ OPTIONS: tuple[Option, ...] = (
         "(opt out with the label pylb.enable=false).",
         parse_bool,
         "true",
+    ),
+    Option(
+        "lanes",
+        "--lanes",
+        "PYLB_LANES",
+        "BOOL",
+        "Serve plain HTTP keep-alive exchanges and small TCP relays in one readiness loop (the fast lanes: "
+        "fewer CPU cycles per request); false gives every connection a task of its own, as before them.",
+        parse_bool,
+        "false",
     ),
     Option(
         "access_log",

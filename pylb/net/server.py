@@ -105,11 +105,13 @@ class Balancer:
         self._tcp_contexts: list[TcpContext] = []
         self._limit = trio.Semaphore(config.maxconn)
         # Plain-HTTP connections go through the fast lane (it needs real sockets to backends).
+        # ``fast_lane=False`` or --lanes false (PYLB_LANES) turn both lanes off.
+        lanes = fast_lane and config.lanes and dialer is dial
         self.lane: FastLane | None = None
-        if fast_lane and dialer is dial:
+        if lanes:
             self.lane = FastLane(self.upstream, self.watchdog, self._connection_closed)
         # Plain TCP-mode connections relay small exchanges there (same condition).
-        self.relay: RelayLane | None = RelayLane(self.watchdog) if fast_lane and dialer is dial else None
+        self.relay: RelayLane | None = RelayLane(self.watchdog) if lanes else None
         self._accepting = trio.CancelScope()
         self._all_closed: trio.Event | None = None
         self._sockets: list[stdsocket.socket] | None = None

@@ -12,6 +12,7 @@ import pytest
 import trio
 
 import pylb
+from pylb import config as cfg
 from pylb.net.httpproxy import RequestRecord
 from tests.e2e.e2e_kit import (
     Backend,
@@ -364,4 +365,30 @@ async def test_the_server_timeout_counts_from_the_last_body_bytes() -> None:
                 assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"a" * 100 + b"b" * 100 + b"c" * 100)
                 assert lane(lb)["requests"] == 2
                 await stream.aclose()
+            nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("lanes", [True, False])
+async def test_lanes_false_gives_every_connection_a_task_and_serves_the_same(lanes: bool) -> None:
+    """--lanes false (PYLB_LANES): the kill switch for both lanes."""
+    config = cfg.from_sources({}, {"PYLB_LANES": str(lanes).lower()})
+    assert config.lanes is lanes
+    with trio.fail_after(GUARD):
+        async with trio.open_nursery() as nursery:
+            backend = await _raw_backend(nursery)
+            binds = (pylb.Bind.parse("127.0.0.1:0"), pylb.Bind.parse("tcp://127.0.0.1:0"))
+            lb = pylb.Balancer(config.with_changes(binds=binds, backends=(pylb.Backend.parse(backend),)))
+            await nursery.start(lb.run)
+            http, tcp = (a.port for a in lb.addresses)
+            for port in (http, tcp):
+                stream = await trio.open_tcp_stream("127.0.0.1", port)
+                for _ in range(3):
+                    await stream.send_all(REQ)
+                    answer, rest = await _response(stream)
+                    assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b"\r\n\r\nok") and not rest
+                await stream.aclose()
+            stats = lb.statistics()
+            assert (stats["fast_lane"] is not None) is lanes and (stats["relay_lane"] is not None) is lanes
+            if lanes:
+                assert lane(lb)["requests"] == 3
             nursery.cancel_scope.cancel()
