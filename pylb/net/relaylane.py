@@ -161,10 +161,6 @@ class RelayLane:
     def __repr__(self) -> str:
         return f"<RelayLane connections={len(self._fds) // 2} relays={self.relays}>"
 
-    @property
-    def running(self) -> bool:
-        return self._ep is not None
-
     # ---- the loop ---------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
