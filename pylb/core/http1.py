@@ -4,9 +4,12 @@ Owns: turning the bytes of a request or response head into a ``Head`` and
 deciding its body framing; the limits on head size, header count and URL.
 Must not know: sockets, routing or what the proxy does with a head.
 
-The fast path is two C-level regex passes over the head (RFC 9112 grammar,
-no obs-fold, no bare CR/LF, no control bytes). Heads it does not take are
-handed to h11: when h11 rejects them too, its reason goes into the 400;
+The common head is taken in one C-level regex pass over its lowercased
+copy (``_one_pass``): RFC 9112 grammar, each header pylb acts on at most once
+and in its plainest form. Any other head goes through the general pass: two
+regex passes (grammar, then the headers pylb acts on), with no obs-fold, no
+bare CR/LF and no control bytes. Heads that pass does not take are handed to
+h11: when h11 rejects them too, its reason goes into the 400;
 when h11 would accept something pylb's policy forbids (obs-fold, control
 bytes, HTTP/1.2...), pylb still answers 400. Framing headers that are valid
 but not canonical (``Content-Length: 5, 5``, ``Transfer-Encoding: Chunked``)
@@ -32,8 +35,8 @@ _FIELD = rb"(" + _TOKEN + rb"):[ \t]*(" + _VALUE + rb")?[ \t]*\r\n"
 _FIELD_RE = re.compile(_FIELD)
 # Equivalent to ``(?:_FIELD)*`` (a field value is any run of SP, HTAB, VCHAR
 # and obs-text once its surrounding whitespace is trimmed) but three times
-# faster, as it needs no backtracking.
-_FIELDS_RE = re.compile(rb"(?:" + _TOKEN + rb":[\t\x20-\x7e\x80-\xff]*\r\n)*")
+# faster, as it needs no backtracking (and possessive: nothing to go back to).
+_FIELDS_RE = re.compile(rb"(?:" + _TOKEN + rb":[\t\x20-\x7e\x80-\xff]*\r\n)*+")
 # The fields pylb acts on, found in one C-level pass; the others are left
 # alone and only split out (``Head.fields``) when the head must be rewritten.
 _SPECIAL_RE = re.compile(
@@ -41,6 +44,44 @@ _SPECIAL_RE = re.compile(
     rb"|proxy-[-a-z]*|x-forwarded-[-a-z]*):[ \t]*([^\r]*?)[ \t]*\r",
     re.IGNORECASE,
 )
+# The one pass, on ``raw.lower()`` (same length, same grammar; the bytes whose
+# case matters are then sliced from ``raw``). A field line is either an
+# ordinary one, or one of the few that pylb reads, each at most once (the
+# ``(?(n)(?!)|...)`` refuses a second) with a plain value; any other form of a
+# header pylb acts on (repeated, Upgrade, Expect, a list of codings...) makes
+# the pass fail, and the head goes to the general pass.
+_ACTED_ON = (  # the names of _SPECIAL_RE, lowercase, with common prefixes taken out (faster)
+    rb"(?:c(?:ontent-length|onnection)|t(?:e|railer|ransfer-encoding)|host|expect|keep-alive|upgrade"
+    rb"|proxy-[-a-z]*|x-forwarded-[-a-z]*):"
+)
+_ORDINARY = rb"(?!" + _ACTED_ON + rb")" + _TOKEN + rb":[\t\x20-\x7e\x80-\xff]*\r\n"
+_REWRITE = rb"((?:keep-alive|te|trailer|proxy-[-a-z]*|x-forwarded-[-a-z]*):)[\t\x20-\x7e\x80-\xff]*\r\n"
+
+
+def _once(name: bytes, value: bytes, group: int) -> bytes:
+    return rb"(?(%d)(?!)|" % group + name + rb":[ \t]*(" + value + rb")[ \t]*\r\n)"
+
+
+_ONE_PASS_REQUEST = re.compile(
+    rb"(" + _TOKEN + rb") ([\x21-\x7e]+) http/1\.([01])\r\n(?:" + _ORDINARY
+    + b"|" + _once(b"host", _VALUE, 4)
+    + b"|" + _once(b"content-length", rb"[0-9]{1,18}", 5)
+    + b"|" + _once(b"transfer-encoding", b"chunked", 6)
+    + b"|" + _once(b"connection", _VALUE, 7)
+    + b"|" + _REWRITE
+    + rb")*+\r\n"
+)  # fmt: skip
+_ONE_PASS_RESPONSE = re.compile(
+    rb"http/1\.([01]) ([1-9][0-9]{2})(?: [ \t\x21-\x7e\x80-\xff]*)?\r\n(?:" + _ORDINARY
+    + b"|" + _once(b"content-length", rb"[0-9]{1,18}", 3)
+    + b"|" + _once(b"transfer-encoding", b"chunked", 4)
+    + b"|" + _once(b"connection", _VALUE, 5)
+    + b"|" + _REWRITE
+    + rb")*+\r\n"
+)  # fmt: skip
+# Below this many bytes a head cannot hold more than MAX_HEADERS lines
+# (the shortest is ``a:\r\n``), so they need no counting.
+_COUNT_FROM = 4 * MAX_HEADERS
 _REQUEST_LINE_RE = re.compile(rb"(" + _TOKEN + rb") ([\x21-\x7e]+) HTTP/1\.([01])\r\n")
 _STATUS_LINE_RE = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9]{2})(?: [ \t\x21-\x7e\x80-\xff]*)?\r\n")
 
@@ -62,6 +103,8 @@ SPOOFABLE = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-p
 
 NO_BODY, LENGTH, CHUNKED, UNTIL_CLOSE = 0, 1, 2, 3
 _KEEP_ALIVE = frozenset({b"keep-alive"})
+# Connection header values (lowercased) seen by the one pass, and their tokens.
+_CONNECTION_TOKENS: dict[bytes, frozenset[bytes]] = {b"keep-alive": _KEEP_ALIVE, b"close": frozenset({b"close"})}
 
 
 class Head:
@@ -157,6 +200,90 @@ def find_head_end(buf: bytes | bytearray, error: type[ProxyError] = HeadTooLarge
 
 def parse_request(raw: bytes) -> Head:
     """Parse a complete request head (as delimited by ``find_head_end``)."""
+    return _one_pass_request(raw) or _general_request(raw)
+
+
+def parse_response(raw: bytes, method: bytes) -> Head:
+    """Parse a complete response head to a request with ``method``."""
+    return _one_pass_response(raw, method) or _general_response(raw, method)
+
+
+def _one_pass_request(raw: bytes) -> Head | None:
+    """The common request head, or None for the general pass to decide."""
+    match = _ONE_PASS_REQUEST.fullmatch(raw.lower())
+    if match is None:
+        return None
+    _, _, minor, host, cl, te, connection, rewrite = match.groups()
+    if (te is not None and (cl is not None or minor == b"0")) or (host is None and minor == b"1"):
+        return None  # refused: the general pass says why
+    start = match.end(3) + 2
+    method, target, version = raw[: start - 2].split(b" ")
+    if version[:5] != b"HTTP/" or len(target) > MAX_URL:  # the version's name is case-sensitive
+        return None
+    if len(raw) > _COUNT_FROM and raw.count(b"\n") > MAX_HEADERS + 2:
+        return None
+    head = Head()
+    head.raw = raw
+    head.method = method
+    head.target = target
+    head.start = start
+    if host is not None:
+        a, b = match.span(4)
+        head.host = raw[a:b]
+    if te is not None:
+        head.framing = CHUNKED
+    elif cl is not None:
+        head.framing, head.length = LENGTH, int(cl)
+    _one_pass_common(head, minor, connection, rewrite)
+    return head
+
+
+def _one_pass_response(raw: bytes, method: bytes) -> Head | None:
+    """The common response head, or None for the general pass to decide."""
+    match = _ONE_PASS_RESPONSE.fullmatch(raw.lower())
+    if match is None or method == b"CONNECT" or raw[:5] != b"HTTP/":
+        return None
+    minor, status, cl, te, connection, rewrite = match.groups()
+    if (te is not None and (cl is not None or minor == b"0")) or (
+        len(raw) > _COUNT_FROM and raw.count(b"\n") > MAX_HEADERS + 2
+    ):
+        return None
+    head = Head()
+    head.raw = raw
+    head.method = method
+    head.status = code = int(status)
+    head.start = raw.index(b"\n") + 1
+    _one_pass_common(head, minor, connection, rewrite)
+    if code < 200 or code == 204 or code == 304 or method == b"HEAD":
+        pass  # NO_BODY, as Head() starts
+    elif te is not None:
+        head.framing = CHUNKED
+    elif cl is not None:
+        head.framing, head.length = LENGTH, int(cl)
+    else:
+        head.framing, head.keep_alive = UNTIL_CLOSE, False
+    return head
+
+
+def _one_pass_common(head: Head, minor: bytes, connection: bytes | None, rewrite: bytes | None) -> None:
+    head.needs_rewrite = rewrite is not None
+    if connection is not None:
+        tokens = _CONNECTION_TOKENS.get(connection)
+        if tokens is None:
+            tokens = frozenset(t.strip() for t in connection.split(b","))
+            if len(_CONNECTION_TOKENS) < 64:
+                _CONNECTION_TOKENS[connection] = tokens
+        head.connection = tokens
+        head.needs_rewrite |= tokens != _KEEP_ALIVE
+    if minor == b"1":
+        head.keep_alive = b"close" not in head.connection
+    else:
+        head.minor = 0
+        head.keep_alive = b"keep-alive" in head.connection
+        head.needs_rewrite |= bool(head.connection)
+
+
+def _general_request(raw: bytes) -> Head:
     match = _REQUEST_LINE_RE.match(raw)
     if match is None:
         if len(raw) > MAX_URL and raw.find(b" ", raw.find(b" ") + 1) > MAX_URL:
@@ -173,8 +300,7 @@ def parse_request(raw: bytes) -> Head:
     return head
 
 
-def parse_response(raw: bytes, method: bytes) -> Head:
-    """Parse a complete response head to a request with ``method``."""
+def _general_response(raw: bytes, method: bytes) -> Head:
     match = _STATUS_LINE_RE.match(raw)
     if match is None:
         raise BadGateway("backend sent an invalid status line")

@@ -13,6 +13,10 @@ from pylb.core.http1 import (
     NO_BODY,
     UNTIL_CLOSE,
     Head,
+    _general_request,
+    _general_response,
+    _one_pass_request,
+    _one_pass_response,
     find_head_end,
     parse_request,
     parse_response,
@@ -206,3 +210,103 @@ def test_fast_path_agrees_with_h11(data: bytes) -> None:
         assert {x.strip() for c in cl for x in c.split(b",")} == {str(head.length).encode()}
     te = [v for n, v in reference.headers.raw_items() if n.lower() == b"transfer-encoding"]
     assert (head.framing == CHUNKED) == bool(te)
+
+
+# --- differential: the one pass and the general pass read a head alike -----
+
+def slots(head: Head) -> dict[str, object]:
+    return {name: getattr(head, name) for name in Head.__slots__}
+
+
+one_pass_names = st.sampled_from(
+    ["Host", "host", "HOST", "Content-Length", "content-length", "Transfer-Encoding", "Connection", "connection",
+     "Keep-Alive", "TE", "Trailer", "Upgrade", "Expect", "Proxy-Authorization", "X-Forwarded-For", "X-A", "Te-X"]
+)  # fmt: skip
+one_pass_values = st.one_of(
+    st.sampled_from(
+        [b"5", b"007", b"chunked", b"Chunked", b"gzip, chunked", b"close", b"Close", b"keep-alive", b"Keep-Alive",
+         b"upgrade", b"te, close", b"a.test", b"A.Test:8080", b"", b" 5 ", b"5, 5", b"100-continue", b"x\x00y"]
+    ),
+    st.binary(max_size=8),
+)  # fmt: skip
+
+
+@st.composite
+def heads_for_both_passes(draw: st.DrawFn) -> tuple[bytes, bool]:
+    response = draw(st.booleans())
+    if response:
+        start = draw(st.sampled_from([b"HTTP/1.1 200 OK", b"HTTP/1.0 200 OK", b"HTTP/1.1 204 No Content",
+                                      b"HTTP/1.1 304 x", b"HTTP/1.1 101 Switching", b"http/1.1 200 OK",
+                                      b"HTTP/1.1 404 ", b"HTTP/1.1 500"]))  # fmt: skip
+    else:
+        method = draw(st.sampled_from([b"GET", b"POST", b"get", b"M-X"]))
+        target = draw(st.sampled_from([b"/", b"/A?b=C", b"http://A.test/x", b"*"]))
+        version = draw(st.sampled_from([b"HTTP/1.1", b"HTTP/1.0", b"http/1.1", b"HTTP/1.2"]))
+        start = method + b" " + target + b" " + version
+    sep = draw(st.sampled_from([b": ", b":", b":\t", b":  "]))
+    fields = draw(st.lists(st.tuples(st.one_of(one_pass_names, token), one_pass_values), max_size=6))
+    trail = draw(st.sampled_from([b"", b" ", b"\t"]))
+    lines = b"".join(n.encode() + sep + v + trail + b"\r\n" for n, v in fields)
+    return start + b"\r\n" + lines + b"\r\n", response
+
+
+@settings(max_examples=3000, deadline=None)
+@given(heads_for_both_passes(), st.sampled_from([b"GET", b"HEAD", b"CONNECT"]))
+def test_one_pass_reads_every_head_it_takes_as_the_general_pass_does(case: tuple[bytes, bool], method: bytes) -> None:
+    data, response = case
+    if data.find(b"\r\n\r\n") != len(data) - 4:
+        return  # not one head
+    one = _one_pass_response(data, method) if response else _one_pass_request(data)
+    try:
+        general = _general_response(data, method) if response else _general_request(data)
+    except ProxyError as exc:
+        assert one is None, f"the one pass took a head the general pass refuses ({exc}): {data!r}"
+        return
+    if one is not None:
+        assert slots(one) == slots(general), data
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"GET /x?n=1 HTTP/1.1\r\nHost: A.test:8080\r\n\r\n",
+        b"POST /u HTTP/1.1\r\nHOST: a\r\ncontent-length: 12\r\nConnection: Keep-Alive\r\nX-A: b\r\n\r\n",
+        b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n",
+    ],
+)
+def test_common_request_heads_take_the_one_pass(data: bytes) -> None:
+    one = _one_pass_request(data)
+    assert one is not None
+    assert slots(one) == slots(_general_request(data))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Sat, 28 Nov 2026 19:06:44 GMT\r\nContent-Type: text/plain\r\n"
+        b"Content-Length: 100\r\nConnection: keep-alive\r\nX-Request-Id: 12\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nKeep-Alive: timeout=5\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\nContent-Type: text/html\r\n\r\n",
+        b"HTTP/1.1 304 Not Modified\r\nContent-Length: 7\r\n\r\n",
+    ],
+)
+def test_common_response_heads_take_the_one_pass(data: bytes) -> None:
+    one = _one_pass_response(data, b"GET")
+    assert one is not None
+    assert slots(one) == slots(_general_response(data, b"GET"))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n",  # a header pylb reads, twice
+        b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n",
+        b"GET / http/1.1\r\nHost: a\r\n\r\n",
+        b"GET / HTTP/1.1\r\n\r\n",
+    ],
+)
+def test_uncommon_request_heads_go_to_the_general_pass(data: bytes) -> None:
+    assert _one_pass_request(data) is None
