@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import select
 import socket as stdsocket
 from collections.abc import Callable
@@ -282,10 +283,10 @@ class FastLane:
         """Read what the client sent, up to MAX_PIPELINED buffered; True when
         it stopped there (more may be waiting: no new event will say so).
         Beyond that, a body is streamed by the per-connection path."""
-        sock = c.sock
+        fd = c.sock.fileno()  # -1 once closed: EBADF, never another connection's socket
         while len(c.buf) < MAX_PIPELINED:
             try:
-                data = sock.recv(RECEIVE_SIZE)
+                data = os.read(fd, RECEIVE_SIZE)
             except BlockingIOError:
                 return False
             except OSError:
@@ -373,7 +374,7 @@ class FastLane:
             self._register_backend(fd, conn)
         c.conn = conn
         try:
-            sent = sock.send(out)
+            sent = os.write(fd, out)
         except BlockingIOError:
             sent = 0
         except OSError:
@@ -434,6 +435,7 @@ class FastLane:
         head = c.head
         assert conn is not None and head is not None and isinstance(conn.stream, FastStream)
         sock = conn.stream.sock
+        rfd = sock.fileno()
         buf = conn.buf
         before = len(buf)
         eof = limited = False
@@ -442,7 +444,7 @@ class FastLane:
                 limited = True  # more may be waiting: the per-connection path reads it
                 break
             try:
-                data = sock.recv(RECEIVE_SIZE)
+                data = os.read(rfd, RECEIVE_SIZE)
             except BlockingIOError:
                 break
             except OSError:
@@ -520,7 +522,7 @@ class FastLane:
 
     def _send(self, c: _Client, out: bytes, keep: bool) -> None:
         try:
-            sent = c.sock.send(out)
+            sent = os.write(c.sock.fileno(), out)
         except BlockingIOError:
             sent = 0
         except OSError:
@@ -537,7 +539,7 @@ class FastLane:
 
     def _flush(self, c: _Client) -> None:
         try:
-            sent = c.sock.send(c.out)
+            sent = os.write(c.sock.fileno(), c.out)
         except BlockingIOError:
             return
         except OSError:
