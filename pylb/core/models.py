@@ -66,11 +66,12 @@ class Backend:
     host: str
     port: int
     weight: int = 1
+    # What identifies a backend across snapshots (the weight may change); kept, not computed:
+    # the request path reads it several times per request.
+    key: tuple[str, int] = field(init=False, compare=False, repr=False)
 
-    @property
-    def key(self) -> tuple[str, int]:
-        """What identifies a backend across snapshots (the weight may change)."""
-        return (self.host, self.port)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", (self.host, self.port))
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host

@@ -25,6 +25,8 @@ from pylb.core.models import Backend, Snapshot
 from pylb.core.routing import RouteTable
 from pylb.core.state import BackendState
 
+_RESOLVED = 1024  # resolve() answers remembered (all forgotten when full, and at every swap)
+
 
 class SwapResult(NamedTuple):
     added: tuple[Backend, ...]
@@ -42,6 +44,7 @@ class Pool:
         self._draining: dict[tuple[str, int], BackendState] = {}
         self._balancers: dict[str, Balancer] = {}
         self._routes = RouteTable()
+        self._resolved: dict[tuple[bytes | None, bytes, str, int], str] = {}  # resolve()'s answers, per snapshot
         self._force_ssl: frozenset[str] = frozenset()
         self._checks: dict[tuple[str, int], HealthCheck] = {}
         self._tcp_only: set[tuple[str, int]] = set()
@@ -77,6 +80,7 @@ class Pool:
             for s in snapshot.services
         }
         self._routes = RouteTable(snapshot.routes)
+        self._resolved = {}
         self._force_ssl = frozenset(s.name for s in snapshot.services if s.force_ssl)
         checks: dict[tuple[str, int], HealthCheck] = {}
         for service in snapshot.services:  # a backend in several services: the first one's check
@@ -98,6 +102,10 @@ class Pool:
         ``scheme`` listener at ``port``: the best route's, else the default.
         Raises BadRequest (400) for an invalid Host, NoBackend (503) when no
         service takes it."""
+        key = (host, path, scheme, port)
+        name = self._resolved.get(key)
+        if name is not None:
+            return name  # clients ask for the same few hosts and paths again and again
         snapshot = self._snapshot
         if snapshot is None:
             raise NoBackend("no backends yet: waiting for the first discovery listing")
@@ -107,6 +115,9 @@ class Pool:
             if name is None:
                 shown = host.decode("latin-1") if host is not None else "(no Host header)"
                 raise NoBackend(f"no service is configured for host {shown}")
+        if len(self._resolved) >= _RESOLVED:
+            self._resolved.clear()
+        self._resolved[key] = name
         return name
 
     def check_for(self, state: BackendState, default: HealthCheck) -> HealthCheck:

@@ -3,7 +3,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pylb.core.errors import NoBackend
-from pylb.core.models import Backend, Service, Snapshot
+from pylb.core.models import Backend, Route, Service, Snapshot
 from pylb.core.pool import Pool
 
 A, B, C = Backend("10.0.0.1", 80), Backend("10.0.0.2", 80), Backend("10.0.0.3", 80)
@@ -36,6 +36,21 @@ def test_removed_backend_drains_then_is_forgotten() -> None:
     pool.release(busy)
     assert "draining=0" in repr(pool)
     assert not pool.is_live(A)
+
+
+def test_a_swap_changes_where_a_host_seen_before_goes() -> None:
+    def world(web_host: str, default: str | None) -> Snapshot:
+        services = (Service("web", (A,)), Service("api", (B,)))
+        return Snapshot(services, default, (Route(web_host, "/", "web"), Route("api.test", "/", "api")))
+
+    pool = Pool(world("a.test", "api"))
+    assert pool.resolve(b"a.test", b"/x", "http", 80) == "web"
+    assert pool.resolve(b"a.test", b"/x", "http", 80) == "web"  # answered again, as before
+    pool.swap(world("b.test", "api"))
+    assert pool.resolve(b"a.test", b"/x", "http", 80) == "api"  # no route now: the default
+    pool.swap(world("b.test", None))
+    with pytest.raises(NoBackend, match=r"host a\.test"):
+        pool.resolve(b"a.test", b"/x", "http", 80)
 
 
 def test_counters_survive_a_weight_change() -> None:
