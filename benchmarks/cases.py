@@ -1,20 +1,25 @@
 """The benchmark cases, their targets, and how one case is run against one proxy.
 
 Owns: the table of cases (what load, which mode, which targets), the metric names, and the
-measurement of one (case, proxy) pair: start the proxy, check it answers, warm it up, measure
-CPU time, memory and wrk's figures, stop it.
+measurement of a case against every proxy: start a fresh process of each, check it answers, warm
+it up, then measure CPU time, memory and wrk's figures in short slices that alternate between the
+proxies (HAProxy, pylb, pylb, HAProxy, ...), so that a host getting faster or slower during the
+run weighs on both alike; stop them.
 Knows nothing of report formats. Invariants: each (case, proxy) gets a fresh proxy process, stopped
-before the function returns; CPU time is counted over the measured wrk run only (not the warm-up);
+before the function returns; CPU time is counted over the measured wrk runs only (not the warm-up);
 an unavailable proxy or a failed run is an `Outcome` with a reason, never an exception.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import select
+import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -47,6 +52,8 @@ from benchmarks.servers import (
 
 PROXIES = ("haproxy", "pylb")
 WARMUP_S = 1
+SLICES = 5
+"""Measured wrk runs per proxy and case (of duration / SLICES seconds each, at least 1 s), alternating."""
 IDLE_SETTLE_S = 1.0
 IDLE_DEADLINE_S = 120.0
 SHARED_CORE_PCT = 5.0
@@ -198,23 +205,61 @@ class Bench:
     pylb: PylbInfo
 
 
-def run_case(case: Case, proxy: str, bench: Bench) -> Outcome:
-    """Run `case` against a fresh `proxy`; never raises for a proxy's failure."""
+def run_case(case: Case, proxies: list[str], bench: Bench) -> dict[str, Outcome]:
+    """Run `case` against a fresh process of each of `proxies`; never raises for a proxy's failure.
+
+    The idle-connections case measures one proxy at a time (alone, as memory is what it measures);
+    the others alternate between the proxies in slices (`_measure_slices`).
+    """
+    if case.idle_count:
+        results = {}
+        for proxy in proxies:
+            started, outcomes = _start([proxy], case, bench)
+            try:
+                for name, (proc, port) in started.items():
+                    outcomes[name] = _guarded(proc, functools.partial(_measure_idle, case, proc, port, bench))
+            finally:
+                for proc, _ in started.values():
+                    bench.procs.stop(proc)
+            results.update(outcomes)
+        return results
+    started, results = _start(proxies, case, bench)
     try:
-        proc, port = start_proxy(bench.procs, bench.tmp, proxy, case.mode, bench.backends, bench.pylb)
-    except ProxyUnavailable as exc:
-        return Outcome(unavailable=str(exc))
-    except StartError as exc:
-        return Outcome(error=str(exc))
+        results.update(_measure_slices(case, started, bench))
+    finally:
+        for proc, _ in started.values():
+            bench.procs.stop(proc)
+    return {proxy: results[proxy] for proxy in proxies}
+
+
+def _start(proxies: list[str], case: Case, bench: Bench) -> tuple[dict[str, tuple[Proc, int]], dict[str, Outcome]]:
+    """Start each proxy and check that it answers: (the started ones, outcomes of the others)."""
+    started: dict[str, tuple[Proc, int]] = {}
+    failed: dict[str, Outcome] = {}
+    for proxy in proxies:
+        try:
+            proc, port = start_proxy(bench.procs, bench.tmp, proxy, case.mode, bench.backends, bench.pylb)
+        except ProxyUnavailable as exc:
+            failed[proxy] = Outcome(unavailable=str(exc))
+            continue
+        except StartError as exc:
+            failed[proxy] = Outcome(error=str(exc))
+            continue
+        try:
+            _check_answers(case, port)
+        except (OSError, ValueError) as exc:
+            failed[proxy] = Outcome(error=f"{type(exc).__name__}: {exc}\nproxy log:\n{proc.log_tail()}")
+            bench.procs.stop(proc)
+            continue
+        started[proxy] = (proc, port)
+    return started, failed
+
+
+def _guarded(proc: Proc, measure: Callable[[], Outcome]) -> Outcome:
     try:
-        _check_answers(case, port)
-        if case.idle_count:
-            return _measure_idle(case, proc, port, bench)
-        return _measure_wrk(case, proc, port, bench)
+        return measure()
     except (OSError, ValueError, wrk.WrkError, StartError) as exc:
         return Outcome(error=f"{type(exc).__name__}: {exc}\nproxy log:\n{proc.log_tail()}")
-    finally:
-        bench.procs.stop(proc)
 
 
 def _check_answers(case: Case, port: int) -> None:
@@ -241,34 +286,94 @@ def _wrk(case: Case, port: int, bench: Bench, duration_s: int) -> wrk.WrkResult:
     )
 
 
-def _measure_wrk(case: Case, proc: Proc, port: int, bench: Bench) -> Outcome:
-    _wrk(case, port, bench, WARMUP_S)
+@dataclass
+class _Sum:
+    """What the slices of one proxy add up to."""
+
+    requests: int = 0
+    duration_s: float = 0.0
+    moved: int = 0
+    cpu_s: float = 0.0
+    core: CoreTimes = field(default_factory=lambda: CoreTimes(0.0, 0.0, 0.0))
+    socket_errors: int = 0
+    non_2xx_3xx: int = 0
+    backend_requests: list[int] = field(default_factory=list)
+    p50: list[float] = field(default_factory=list)
+    p99: list[float] = field(default_factory=list)
+
+
+def _measure_slices(case: Case, started: dict[str, tuple[Proc, int]], bench: Bench) -> dict[str, Outcome]:
+    """Warm each proxy up, then measure them in SLICES rounds, the order reversed every round.
+
+    Throughput and CPU per request are over all slices together; p50 is the median of the slices'
+    medians and p99 the highest of their p99s (wrk reports percentiles per run only).
+    """
+    outcomes: dict[str, Outcome] = {}
+    sums = {proxy: _Sum(backend_requests=[0] * len(bench.backends)) for proxy in started}
+    for proxy, (proc, port) in started.items():
+        try:
+            _wrk(case, port, bench, WARMUP_S)
+        except wrk.WrkError as exc:
+            outcomes[proxy] = Outcome(error=f"WrkError: {exc}\nproxy log:\n{proc.log_tail()}")
+    seconds = max(1, round(bench.duration_s / SLICES))
+    order = [proxy for proxy in started if proxy not in outcomes]
+    for round_ in range(SLICES):
+        for proxy in order if round_ % 2 == 0 else order[::-1]:
+            if proxy in outcomes:
+                continue
+            proc, port = started[proxy]
+            try:
+                _measure_slice(case, proc, port, bench, seconds, sums[proxy])
+            except (OSError, ValueError, wrk.WrkError, StartError) as exc:
+                outcomes[proxy] = Outcome(error=f"{type(exc).__name__}: {exc}\nproxy log:\n{proc.log_tail()}")
+    for proxy, total in sums.items():
+        if proxy not in outcomes:
+            outcomes[proxy] = _outcome(total, started[proxy][0], case)
+    return outcomes
+
+
+def _measure_slice(case: Case, proc: Proc, port: int, bench: Bench, seconds: int, total: _Sum) -> None:
     counts = [backend_requests(b) for b in bench.backends]
     cpu, core = cpu_seconds(proc.pid), core_times(PROXY_CPU)
-    result = _wrk(case, port, bench, bench.duration_s)
+    result = _wrk(case, port, bench, seconds)
     cpu, core = cpu_seconds(proc.pid) - cpu, core_times(PROXY_CPU) - core
     if proc.popen.poll() is not None:
         raise StartError(proc.name, f"exited with {proc.popen.returncode} during the run", None)
     counts = [backend_requests(b) - n - 1 for b, n in zip(bench.backends, counts, strict=True)]
-    moved = result.bytes_read + result.requests * case.upload_bytes
+    total.requests += result.requests
+    total.duration_s += result.duration_s
+    total.moved += result.bytes_read + result.requests * case.upload_bytes
+    total.cpu_s += cpu
+    total.core = total.core + core
+    total.socket_errors += result.socket_errors
+    total.non_2xx_3xx += result.non_2xx_3xx
+    total.backend_requests = [a + b for a, b in zip(total.backend_requests, counts, strict=True)]
+    total.p50.append(result.latency_ms[50])
+    total.p99.append(result.latency_ms[99])
+
+
+def _outcome(total: _Sum, proc: Proc, case: Case) -> Outcome:
+    duration = max(total.duration_s, 1e-9)
     metrics = {
-        "req_s": result.req_s,
-        "mib_s": moved / result.duration_s / MIB,
-        "p50_ms": result.latency_ms[50],
-        "p99_ms": result.latency_ms[99],
-        "cpu_us_per_req": cpu / max(result.requests, 1) * 1e6,
+        "req_s": total.requests / duration,
+        "mib_s": total.moved / duration / MIB,
+        "p50_ms": statistics.median(total.p50),
+        "p99_ms": max(total.p99),
+        "cpu_us_per_req": total.cpu_s / max(total.requests, 1) * 1e6,
         "peak_rss_mib": tree_kib(proc.pid, "VmHWM") / 1024,
-        "errors": float(result.errors),
+        "errors": float(total.socket_errors + total.non_2xx_3xx),
     }
     info: dict[str, object] = {
-        "requests": result.requests,
-        "duration_s": result.duration_s,
-        "cpu_s": cpu,
-        "socket_errors": result.socket_errors,
-        "non_2xx_3xx": result.non_2xx_3xx,
-        "backend_requests": counts,
-        "latency_ms": result.latency_ms,
-        **_sharing(cpu, core),
+        "requests": total.requests,
+        "duration_s": round(total.duration_s, 2),
+        "slices": len(total.p50),
+        "cpu_s": total.cpu_s,
+        "socket_errors": total.socket_errors,
+        "non_2xx_3xx": total.non_2xx_3xx,
+        "backend_requests": total.backend_requests,
+        "p50_ms_per_slice": total.p50,
+        "p99_ms_per_slice": total.p99,
+        **_sharing(total.cpu_s, total.core),
     }
     return Outcome(metrics, info)
 

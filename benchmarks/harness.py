@@ -2,8 +2,8 @@
 
 Owns: the options of `python benchmarks/run.py`, the prerequisite check (it installs nothing; it
 names what is missing and exits 2), the order of the run (nginx backends once, then for each case
-a fresh HAProxy, then a fresh pylb), and the guarantee that every process it started is stopped,
-by pid, in a `finally` block, also on Ctrl-C or SIGTERM.
+a fresh HAProxy and a fresh pylb, measured in alternating slices: cases.py), and the guarantee
+that every process it started is stopped, by pid, in a `finally` block, also on Ctrl-C or SIGTERM.
 Knows nothing of how a case is measured or reported (cases.py, report.py).
 Exit codes: 0 run complete (whatever the verdicts), 1 a HAProxy baseline failed, 2 cannot run.
 """
@@ -124,11 +124,10 @@ def run_all(args: argparse.Namespace, cases: list[Case], proxies: list[str]) -> 
             f"proxy under test on core {PROXY_CPU}; temp dir {tmp}"
         )
         for case in cases:
-            results = {}
-            for proxy in proxies:
-                case_clock = time.monotonic()
-                results[proxy] = outcome = run_case(case, proxy, bench)
-                took = time.monotonic() - case_clock
+            case_clock = time.monotonic()
+            results = run_case(case, proxies, bench)
+            took = time.monotonic() - case_clock
+            for proxy, outcome in results.items():
                 print(f"{case.name:<16} {proxy:<8} {took:5.1f}s  {outcome.summary()}", flush=True)
             reports.append(report.CaseReport(case, results))
     finally:

@@ -244,6 +244,9 @@ class CoreTimes:
     def __sub__(self, other: CoreTimes) -> CoreTimes:
         return CoreTimes(self.busy - other.busy, self.steal - other.steal, self.total - other.total)
 
+    def __add__(self, other: CoreTimes) -> CoreTimes:
+        return CoreTimes(self.busy + other.busy, self.steal + other.steal, self.total + other.total)
+
 
 def core_times(cpu: int) -> CoreTimes:
     for line in Path("/proc/stat").read_text().splitlines():
