@@ -41,7 +41,7 @@ import trio
 from trio.lowlevel import notify_closing, wait_readable
 
 from pylb.core.errors import BadGateway, GatewayTimeout, ProxyError
-from pylb.core.http1 import LENGTH, NO_BODY, Head, find_head_end, parse_request, parse_response
+from pylb.core.http1 import LENGTH, MAX_HEAD, NO_BODY, Head, find_head_end, parse_request, parse_response
 from pylb.core.models import Backend
 from pylb.core.policy import error_response, forwarded_suffix, request_head_out, response_head_out
 from pylb.core.state import BackendState
@@ -319,9 +319,11 @@ class FastLane:
             c.stage = HEAD
             c.deadline = min(c.deadline, self.watchdog.now + ctx.timeouts.request_head)
         try:
-            end = find_head_end(buf)
-            if end < 0:
-                return
+            end = buf.find(b"\r\n\r\n") + 4  # find_head_end's common case, inline
+            if end < 4 or end > MAX_HEAD:
+                end = find_head_end(buf)  # more to come, or an error to raise
+                if end < 0:
+                    return
             raw = buf if end == len(buf) else buf[:end]
             head = self._request_heads.get(raw)
             if head is None:
@@ -338,8 +340,12 @@ class FastLane:
             self._hand_over(c)  # the body is streamed
             return
         pool = ctx.pool
+        target = head.target
         try:
-            service = pool.resolve(head.authority(), head.path(), ctx.proto, ctx.port)
+            if target[:1] == b"/":  # origin form (authority() and path() in short)
+                service = pool.resolve(head.host, target.partition(b"?")[0], ctx.proto, ctx.port)
+            else:
+                service = pool.resolve(head.authority(), head.path(), ctx.proto, ctx.port)
             if ctx.proto == "http" and (ctx.force_ssl or pool.force_ssl(service)):
                 self._hand_over(c)
                 return
@@ -464,11 +470,13 @@ class FastLane:
             self._hand_over_unsent(c)
             return
         try:
-            end = find_head_end(buf, BadGateway)
-            if end < 0:
-                if eof or limited:
-                    self._hand_over(c, conn=conn)
-                return
+            end = buf.find(b"\r\n\r\n") + 4  # find_head_end's common case, inline
+            if end < 4 or end > MAX_HEAD:
+                end = find_head_end(buf, BadGateway)
+                if end < 0:
+                    if eof or limited:
+                        self._hand_over(c, conn=conn)
+                    return
             key = (buf if end == len(buf) else buf[:end], head.method)
             rhead = self._response_heads.get(key)
             if rhead is None:
