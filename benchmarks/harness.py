@@ -26,7 +26,7 @@ from pathlib import Path
 from types import FrameType
 
 from benchmarks import report
-from benchmarks.cases import CASES, CASES_BY_NAME, PROXIES, Bench, Case, run_case
+from benchmarks.cases import CASES, CASES_BY_NAME, PROXIES, SLICES, Bench, Case, run_case
 from benchmarks.procs import LOAD_CPU, PROXY_CPU, Procs, load_average, pin_self, raise_nofile
 from benchmarks.servers import PylbInfo, probe_pylb, start_backends
 
@@ -106,6 +106,7 @@ def run_all(args: argparse.Namespace, cases: list[Case], proxies: list[str]) -> 
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", started),
         "stamp": time.strftime("%Y%m%d-%H%M%S", started),
         "duration_s": args.duration,
+        "slices": SLICES,
         "command": shlex.join(["python", "benchmarks/run.py", *sys.argv[1:]]),
         "environment": environment(),
         "proxies": proxies,
