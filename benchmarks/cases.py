@@ -53,7 +53,13 @@ from benchmarks.servers import (
 PROXIES = ("haproxy", "pylb")
 WARMUP_S = 1
 SLICES = 5
-"""Measured wrk runs per proxy and case (of duration / SLICES seconds each, at least 1 s), alternating."""
+"""Measured wrk runs per proxy and case (`slice_seconds` each), alternating between the proxies."""
+
+
+def slice_seconds(duration_s: int) -> int:
+    """One slice's wrk run for `--duration`: a fifth of it, rounded, at least 1 s."""
+    return max(1, round(duration_s / SLICES))
+
 IDLE_SETTLE_S = 1.0
 IDLE_DEADLINE_S = 120.0
 SHARED_CORE_PCT = 5.0
@@ -313,9 +319,9 @@ def _measure_slices(case: Case, started: dict[str, tuple[Proc, int]], bench: Ben
     for proxy, (proc, port) in started.items():
         try:
             _wrk(case, port, bench, WARMUP_S)
-        except wrk.WrkError as exc:
-            outcomes[proxy] = Outcome(error=f"WrkError: {exc}\nproxy log:\n{proc.log_tail()}")
-    seconds = max(1, round(bench.duration_s / SLICES))
+        except (OSError, ValueError, wrk.WrkError) as exc:
+            outcomes[proxy] = Outcome(error=f"{type(exc).__name__}: {exc}\nproxy log:\n{proc.log_tail()}")
+    seconds = slice_seconds(bench.duration_s)
     order = [proxy for proxy in started if proxy not in outcomes]
     for round_ in range(SLICES):
         for proxy in order if round_ % 2 == 0 else order[::-1]:

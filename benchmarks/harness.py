@@ -26,7 +26,7 @@ from pathlib import Path
 from types import FrameType
 
 from benchmarks import report
-from benchmarks.cases import CASES, CASES_BY_NAME, PROXIES, SLICES, Bench, Case, run_case
+from benchmarks.cases import CASES, CASES_BY_NAME, PROXIES, SLICES, Bench, Case, run_case, slice_seconds
 from benchmarks.procs import LOAD_CPU, PROXY_CPU, Procs, load_average, pin_self, raise_nofile
 from benchmarks.servers import PylbInfo, probe_pylb, start_backends
 
@@ -105,7 +105,7 @@ def run_all(args: argparse.Namespace, cases: list[Case], proxies: list[str]) -> 
     run: dict[str, object] = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", started),
         "stamp": time.strftime("%Y%m%d-%H%M%S", started),
-        "duration_s": args.duration,
+        "duration_s": SLICES * slice_seconds(args.duration),  # of load per proxy and case
         "slices": SLICES,
         "command": shlex.join(["python", "benchmarks/run.py", *sys.argv[1:]]),
         "environment": environment(),
@@ -129,7 +129,8 @@ def run_all(args: argparse.Namespace, cases: list[Case], proxies: list[str]) -> 
             results = run_case(case, proxies, bench)
             took = time.monotonic() - case_clock
             for proxy, outcome in results.items():
-                print(f"{case.name:<16} {proxy:<8} {took:5.1f}s  {outcome.summary()}", flush=True)
+                print(f"{case.name:<16} {proxy:<8} {outcome.summary()}", flush=True)
+            print(f"{case.name:<16} took {took:.1f}s", flush=True)
             reports.append(report.CaseReport(case, results))
     finally:
         procs.stop_all()

@@ -104,9 +104,9 @@ def markdown(run: dict[str, object], reports: list[CaseReport]) -> str:
         "# pylb vs HAProxy: side-by-side benchmark",
         "",
         f"Run {run['started']}; {run['duration_s']} s of load per proxy and case, in {run.get('slices', 1)} slices "
-        f"alternating between the proxies; `{run['command']}`.",
+        f"alternating between the proxies (idle_10k: one proxy at a time); `{run['command']}`.",
         f"Environment: {run['environment']}; load average at start {run.get('load_average_at_start', '?')}.",
-        "Proxy under test alone on core 1; wrk and two nginx backends on core 0.",
+        "The proxies on core 1 (the one not measured idle); wrk and two nginx backends on core 0.",
         "",
         "## Targets",
         "",

@@ -26,6 +26,7 @@ from pylb.core.routing import RouteTable
 from pylb.core.state import BackendState
 
 _RESOLVED = 1024  # resolve() answers remembered (all forgotten when full, and at every swap)
+_RESOLVED_KEY = 256  # for a host and path of at most this many bytes (the memo stays small)
 
 
 class SwapResult(NamedTuple):
@@ -115,9 +116,10 @@ class Pool:
             if name is None:
                 shown = host.decode("latin-1") if host is not None else "(no Host header)"
                 raise NoBackend(f"no service is configured for host {shown}")
-        if len(self._resolved) >= _RESOLVED:
-            self._resolved.clear()
-        self._resolved[key] = name
+        if len(path) + len(host or b"") <= _RESOLVED_KEY:
+            if len(self._resolved) >= _RESOLVED:
+                self._resolved.clear()
+            self._resolved[key] = name
         return name
 
     def check_for(self, state: BackendState, default: HealthCheck) -> HealthCheck:

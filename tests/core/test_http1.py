@@ -310,3 +310,10 @@ def test_common_response_heads_take_the_one_pass(data: bytes) -> None:
 )
 def test_uncommon_request_heads_go_to_the_general_pass(data: bytes) -> None:
     assert _one_pass_request(data) is None
+
+
+def test_values_of_the_headers_pylb_acts_on_are_trimmed_in_the_general_pass_too() -> None:
+    # Expect sends the head to the general pass; its trailing spaces, however many, are not the value.
+    head = parse_request(b"GET / HTTP/1.1\r\nHost: a \t \r\nExpect: 100-continue" + b" " * 8000 + b"\r\n\r\n")
+    assert head.host == b"a" and head.expect_continue
+    assert _one_pass_request(head.raw) is None
