@@ -508,7 +508,8 @@ OPTIONS: tuple[Option, ...] = (
         "--retries",
         "PYLB_RETRIES",
         "N",
-        "Other backends tried when connecting to one fails (nothing was sent yet; HAProxy's redispatch).",
+        "Other backends tried when connecting to one fails (nothing was sent yet; HAProxy's redispatch), "
+        "or when a new connection closes unanswered after a bodiless GET, HEAD, DELETE... (nothing to replay).",
         _parse_int(0, 100),
         "3",
     ),

@@ -151,6 +151,13 @@ class _StaleConnection(Exception):
     """A reused backend connection was closed before it answered."""
 
 
+class _NoAnswer(BadGateway):
+    """A new backend connection closed before the first byte of an answer to
+    a request with no body that may be replayed: a backend going away (its
+    listener closed after the kernel had accepted the connection). Another
+    backend may take the request (redispatch), as after a failed connect."""
+
+
 class _ClientGone(Exception):
     """The client went away; nothing more can be sent to it."""
 
@@ -306,9 +313,10 @@ class ClientConnection:
                 if state.fails_in_row:
                     state.fails_in_row = 0
                 return keep
-            except (ConnectFailed, ConnectTimeout) as exc:
-                # Nothing was sent: another backend may take it (redispatch),
-                # and the failure counts toward marking this one down.
+            except (ConnectFailed, ConnectTimeout, _NoAnswer) as exc:
+                # Nothing was sent, or nothing was answered to a request that may
+                # be replayed: another backend may take it (redispatch), and the
+                # failure counts toward marking this one down.
                 check = pool.check_for(state, ctx.health)
                 if check.enabled and observe(state, False, check):
                     log.warning("backend %s is DOWN (%s)", state.backend, exc.detail)
@@ -355,7 +363,7 @@ class ClientConnection:
             self.buf = self.buf[body_now:]
         try:
             if body_left == 0:
-                conn = await self._send_replayable(conn, reused and replayable, out)
+                conn = await self._send_replayable(conn, reused and replayable, replayable and not body_now, out)
                 return await self._relay_response(head, conn, request_done=True)
             await self._send(conn, out)
             return await self._stream_request(head, conn, body_left, scanner)
@@ -406,21 +414,33 @@ class ClientConnection:
         except _BROKEN:
             raise BadGateway(f"backend {conn.backend} closed the connection") from None
 
-    async def _send_replayable(self, conn: UpstreamConn, reused: bool, data: bytes) -> UpstreamConn:
-        """Send a whole request; on a reused connection that turns out
-        stale, send it once more on a fresh one (only idempotent requests
-        come here with ``reused`` set: RFC 9110 9.2.2)."""
+    async def _send_replayable(self, conn: UpstreamConn, retry: bool, redispatch: bool, data: bytes) -> UpstreamConn:
+        """Send a whole request. With ``retry`` (an idempotent request on a
+        reused connection: RFC 9110 9.2.2), a connection that turns out stale
+        is replaced by a fresh one and the request sent again. With
+        ``redispatch`` (an idempotent request with no body), a fresh
+        connection that closes before the first byte of the answer raises
+        ``_NoAnswer``: another backend may take the request."""
         try:
             await self._send(conn, data)
-            if reused:
+            if retry or redispatch:
                 await self._peek_response(conn)
             return conn
         except (BadGateway, _StaleConnection):
-            if not reused:
+            if not retry:
+                if redispatch:
+                    raise _NoAnswer(f"backend {conn.backend} closed the connection without answering") from None
                 raise
         conn.stream.close()
         conn = await self.ctx.upstream.dial(conn.backend)
-        await self._send(conn, data)
+        try:
+            await self._send(conn, data)
+            if redispatch:
+                await self._peek_response(conn)
+        except (BadGateway, _StaleConnection):
+            if redispatch:
+                raise _NoAnswer(f"backend {conn.backend} closed the connection without answering") from None
+            raise
         return conn
 
     async def _peek_response(self, conn: UpstreamConn) -> None:

@@ -176,6 +176,31 @@ async def test_a_backend_closing_without_answering_gives_502(handler: object) ->
             assert lb.statistics()["pool"]["in_flight"] == 0  # type: ignore[index]
 
 
+@pytest.mark.parametrize("handler", [_close_without_answer, _reset_without_answer], ids=["fin", "rst"])
+async def test_a_request_a_backend_closes_unanswered_goes_to_another_backend(handler: object) -> None:
+    # A backend going away (scaled down) may close connections the kernel had accepted for it:
+    # a request with no body that may be replayed goes to another backend; a POST does not.
+    with trio.fail_after(GUARD):
+        async with (
+            open_backend(handler) as dying,  # type: ignore[arg-type]
+            open_hello("live") as hello,
+            pylb.open_balancer([dying.backend, hello.backend], health=NO_CHECKS) as lb,
+        ):
+            for method in ("GET", "HEAD", "DELETE", "GET"):  # fresh connections: round robin offers both
+                async with await Peer.connect(port_of(lb.url)) as peer:
+                    resp = await peer.request(method, "/x")
+                    assert resp.status == 200, (method, resp.body)
+            assert dying.requests >= 1  # it was tried, and every request went on
+            assert hello.requests == 4
+            assert lb.statistics()["errors"] == {}
+            statuses = []
+            for _ in range(2):  # one of the two POSTs meets the dying backend: never replayed
+                async with await Peer.connect(port_of(lb.url)) as peer:
+                    statuses.append((await peer.request("POST", "/x", body=b"")).status)
+            assert sorted(statuses) == [200, 502]
+            assert lb.statistics()["pool"]["in_flight"] == 0  # type: ignore[index]
+
+
 HALF = 500
 CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
 CUTS = {
