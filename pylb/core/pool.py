@@ -1,7 +1,8 @@
 """The pool: the current snapshot plus live counters, swapped atomically.
 
 Owns: which backends take new requests right now, per service, and their
-in-flight counts; the draining set of backends that left the snapshot.
+in-flight counts; the draining set of backends that left the snapshot; which
+service a host and path go to (``resolve()``, remembered until the next swap).
 Must not know: sockets, connection reuse (``pylb.net.upstream``) or where
 snapshots come from (``pylb.discovery``).
 

@@ -5,7 +5,8 @@ pair of sockets (a client connection of a plain ``tcp://`` listener and its
 backend connection) is relayed here; the task that waits on that set through
 trio, once per wake-up (then polling it without waiting, up to ``REPOLL``
 times, while events keep coming); and the plain callbacks that move the bytes
-with non-blocking ``recv``/``send``, with no task switch per event: client
+with non-blocking ``os.read``/``os.write`` by descriptor (the common event, one
+message to pass on, handled in the loop itself), with no task switch per event: client
 readable -> receive -> send to the backend, and the other way; a partial send
 keeps the rest, stops reading that side and waits for the other to drain; an
 EOF is passed on (``shutdown(SHUT_WR)``); a reset ends the pair.
