@@ -13,12 +13,12 @@ from contextlib import asynccontextmanager
 
 import trio
 
-from pylb.config import Bind, Config, _parse_networks
+from pylb.config import Config, _parse_networks
 from pylb.core.errors import ConfigError
+from pylb.core.exchange import Observer
 from pylb.core.health import HealthCheck
-from pylb.core.models import Backend, parse_balance
+from pylb.core.models import Backend, Bind, parse_balance
 from pylb.core.timeouts import Timeouts
-from pylb.net.httpproxy import Observer
 from pylb.net.server import Balancer
 from pylb.tls import CertBundle, parse_pem_bundle
 

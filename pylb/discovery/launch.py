@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sized
 from dataclasses import dataclass
+from typing import Protocol
 
 import trio
 
-from pylb.config import Config
 from pylb.core.errors import ConfigError
 from pylb.discovery.docker_build import DockerOptions
 from pylb.discovery.docker_watch import DockerWatcher, Target
@@ -44,7 +44,27 @@ _NO_BACKENDS = (
 )
 
 
-def resolve_mode(config: Config, explicit: bool) -> str:
+class Wanted(Protocol):
+    """What discovery is asked to do (``pylb.Config`` is such a thing; this
+    package reads these and nothing else of the configuration)."""
+
+    @property
+    def discover(self) -> str | None: ...
+    @property
+    def backends(self) -> Sized: ...
+    @property
+    def routes(self) -> Sized: ...
+    @property
+    def network(self) -> str | None: ...
+    @property
+    def use_published_ports(self) -> bool: ...
+    @property
+    def expose_all(self) -> bool: ...
+    @property
+    def balance(self) -> str: ...
+
+
+def resolve_mode(config: Wanted, explicit: bool) -> str:
     """The provider to run: ``none``, ``docker``, ``links`` or ``auto``.
 
     ``explicit``: ``--discover`` was on the command line (not only in
@@ -109,7 +129,7 @@ class Provider:
     """A chosen, checked provider: ``kind`` is ``none``, ``docker`` or ``links``."""
 
     kind: str
-    config: Config
+    config: Wanted
     environ: Mapping[str, str]
 
     @property
@@ -142,7 +162,7 @@ class Provider:
         await watcher.run()
 
 
-async def prepare(mode: str, config: Config, environ: Mapping[str, str] | None = None) -> Provider:
+async def prepare(mode: str, config: Wanted, environ: Mapping[str, str] | None = None) -> Provider:
     """Check and choose the provider for ``mode`` (``resolve_mode``'s answer).
     Raises ConfigError when it cannot run."""
     environ = dict(os.environ if environ is None else environ)
