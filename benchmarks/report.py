@@ -257,7 +257,7 @@ def plot(reports: list[CaseReport], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(13, 6))
+    fig, ax = plt.subplots(figsize=(max(13.0, 1.1 * len(reports)), 6))
     keys = list(METRICS)
     width = 0.8 / len(keys)
     labelled: set[str] = set()
@@ -279,7 +279,7 @@ def plot(reports: list[CaseReport], path: Path) -> None:
                 levels.append(level)
                 _mark_target(ax, index - 0.4 + (keys.index(v.target.metric) + 0.5) * width, level, v)
     ax.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
-    ax.set_xticks(range(len(reports)), [r.case.name for r in reports], rotation=15)
+    ax.set_xticks(range(len(reports)), [r.case.name for r in reports], rotation=20, ha="right")
     ax.set_yscale("log")
     positive = [level for level in levels if level > 0]
     ax.set_ylim(min(0.1, min(positive) / 2), max(10.0, max(positive) * 2))
