@@ -104,7 +104,10 @@ def _chunked_end(body: bytes) -> int | None:
 
 
 def read_answer(sock: socket.socket, clock: Clock = _now) -> Answer:
-    """Read one HTTP/1.1 answer (Content-Length or chunked) from `sock`, noting when each part came."""
+    """Read one HTTP/1.1 answer (Content-Length or chunked) from `sock`, noting when each part came.
+
+    The request was the only one in flight: bytes past the answer's end are an error (ValueError).
+    """
     buf = b""
     first = last = 0.0
     while b"\r\n\r\n" not in buf:
@@ -143,6 +146,9 @@ def read_answer(sock: socket.socket, clock: Clock = _now) -> Answer:
             body_first = clock()
         body += chunk
     done = clock()
+    end = _chunked_end(body) if chunked else length
+    if end is not None and len(body) > end:  # one request at a time: nothing may follow an answer
+        raise ValueError(f"{len(body) - end} bytes past the end of the answer")
     keep_alive = headers.get("connection", "").lower() != "close" and parts[0] == "HTTP/1.1"
     return Answer(status, first, body_first or done, done, keep_alive)
 

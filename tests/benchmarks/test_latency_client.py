@@ -190,6 +190,8 @@ def test_read_answer_takes_content_length_and_chunked_framing() -> None:
         (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcd\r\n", ValueError),
         (b"HTTP/1.1 200 OK\r\n\r\nno framing", ValueError),
         (b"SSH-2.0-OpenSSH\r\n\r\n", ValueError),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nabHTTP/1.1 200 OK\r\n", ValueError),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nextra", ValueError),
     ],
 )
 def test_read_answer_refuses_what_it_cannot_frame(data: bytes, exception: type[Exception]) -> None:

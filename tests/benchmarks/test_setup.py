@@ -124,11 +124,12 @@ def test_the_stream_backend_sends_its_pieces_one_by_one() -> None:
     server = stream_backend._Server(("127.0.0.1", 0), stream_backend._Handler)
     server.chunks, server.gap_s, server.payload = 4, 0.002, b"p" * 7
     with _serving(server) as port, socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(latency.request("/stream") * 2)  # two requests, one connection
-        first = latency.read_answer(sock)
-        second = latency.read_answer(sock)
-    assert first.status == second.status == 200
-    assert first.first_byte <= first.first_body_byte <= first.done
+        answers = []
+        for _ in range(2):  # two requests, one connection
+            sock.sendall(latency.request("/stream"))
+            answers.append(latency.read_answer(sock))
+    assert [answer.status for answer in answers] == [200, 200]
+    assert all(answer.first_byte <= answer.first_body_byte <= answer.done for answer in answers)
 
 
 class _Recorder(socketserver.ThreadingTCPServer):
