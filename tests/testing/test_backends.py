@@ -29,7 +29,7 @@ async def test_answers_for_the_next_n_requests_then_the_standing_one() -> None:
         one.respond(201, {"X-Kind": "standing"}, "made")
         one.respond(503, body="busy", times=2)
         answers = [(await client.get(one.url)) for _ in range(4)]
-        assert [(r.status_code, r.text) for r in answers] == [(503, "busy"), (503, "busy"), (201, "made"), (201, "made")]
+        assert [(r.status_code, r.text) for r in answers] == [(503, "busy")] * 2 + [(201, "made")] * 2
         assert answers[2].headers["X-Kind"] == "standing"
         one.respond()  # the default again
         assert (await client.get(one.url)).text == "Hello from backend-1\n"

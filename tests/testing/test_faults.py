@@ -141,4 +141,5 @@ async def test_faults_are_checked_and_name_the_backends() -> None:
             lb.fault("127.0.0.1:9", Down())
         with lb.fault("backend-1", Latency(1)) as scope:  # by name, too
             assert "active" in repr(scope)
-            assert lb.statistics()["backends"]["backend-1"]["faults"] == ["<Applied Latency(ms=1, jitter_ms=0.0) downstream>"]
+            faults = lb.statistics()["backends"]["backend-1"]["faults"]
+            assert faults == ["<Applied Latency(ms=1, jitter_ms=0.0) downstream>"]

@@ -72,5 +72,5 @@ async def test_client_ssl_context_trusts_the_ca_given() -> None:
         async with httpx.AsyncClient(verify=lb.client_ssl_context()) as client:
             assert (await client.get(lb.url)).status_code == 200
     async with open_test_balancer([], tls=ca.issue_cert("127.0.0.1")) as lb:
-        with pytest.raises(pylb.ConfigError, match="client_ssl_context: give tls=<a trustme.CA>"):
+        with pytest.raises(pylb.ConfigError, match=r"client_ssl_context: give tls=<a trustme\.CA>"):
             lb.client_ssl_context()
