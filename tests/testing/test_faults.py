@@ -10,6 +10,7 @@ from __future__ import annotations
 import httpx
 import pytest
 import trio
+import trio.testing
 
 import pylb
 from pylb.testing import open_backends, open_test_balancer
@@ -143,3 +144,15 @@ async def test_faults_are_checked_and_name_the_backends() -> None:
             assert "active" in repr(scope)
             faults = lb.statistics()["backends"]["backend-1"]["faults"]
             assert faults == ["<Applied Latency(ms=1, jitter_ms=0.0) downstream>"]
+
+
+async def test_a_hung_backend_on_a_mock_clock(autojump_clock: trio.testing.MockClock) -> None:
+    # every wait of pylb and of the kit is on trio's clock: pylb's 30 s server timeout passes instantly
+    timeouts = pylb.Timeouts(server=30, connect=3600)
+    async with open_backends(1) as (one,), open_test_balancer([one], health=NO_CHECKS, timeouts=timeouts) as lb:
+        async with httpx.AsyncClient(timeout=None) as client:
+            with lb.fault(one, Timeout()):
+                start = trio.current_time()
+                response = await client.get(lb.url)
+            assert response.status_code == 504
+            assert trio.current_time() - start >= 30
