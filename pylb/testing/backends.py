@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import h11
 import trio
 
+from pylb.api import require_trio
 from pylb.core.models import Backend
 
 __all__ = ["Answer", "HttpBackend", "ReceivedRequest", "open_backend", "open_backends"]
@@ -227,6 +228,7 @@ class HttpBackend:
 async def open_backend(name: str | None = None, host: str = "127.0.0.1") -> AsyncIterator[HttpBackend]:
     """Run one ``HttpBackend`` on ``host``, port 0, for the ``async with`` block
     (named ``backend-PORT`` unless ``name`` is given)."""
+    require_trio("pylb.testing.open_backends", "run_backends")
     listeners = await trio.open_tcp_listeners(0, host=host)
     port = listeners[0].socket.getsockname()[1]
     backend = HttpBackend(name or f"backend-{port}", host, port)

@@ -18,6 +18,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 import trio
 
+from pylb.api import require_trio
 from pylb.core.models import Backend
 from pylb.net.hello import HelloServer
 
@@ -56,6 +57,7 @@ async def open_hello(
     name: str | None = None, delay: float = 0.0, host: str = "127.0.0.1"
 ) -> AsyncIterator[HelloBackend]:
     """Run one hello backend on ``host``, port 0, for the ``async with`` block."""
+    require_trio("pylb.testing.open_hello", "run_backends")
     server = HelloServer(name, delay)
     async with trio.open_nursery() as nursery:
         await nursery.start(server.run, host, 0)

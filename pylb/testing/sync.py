@@ -99,14 +99,16 @@ class Portal:
         self.start()
         if threading.get_ident() == self._ident:
             raise RuntimeError("this blocks: call it from another thread than the test kit's trio thread")
-        return trio.from_thread.run(afn, *args, trio_token=self._token)
+        result: T = _outside_trio(trio.from_thread.run, afn, *args, trio_token=self._token)
+        return result
 
     def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` in the portal's loop (directly when already there)."""
         self.start()
         if threading.get_ident() == self._ident:
             return fn(*args)
-        return trio.from_thread.run_sync(fn, *args, trio_token=self._token)
+        result: T = _outside_trio(trio.from_thread.run_sync, fn, *args, trio_token=self._token)
+        return result
 
     def enter(self, manager: AbstractAsyncContextManager[T]) -> T:
         """Enter ``manager`` in a task of the portal and keep it open until
@@ -155,6 +157,29 @@ class Portal:
         self._thread.join(30)
         if errors:
             raise errors[0]
+
+
+def _outside_trio(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``call(*args, **kwargs)``, from a helper thread when this thread runs
+    another trio loop (a trio test using the synchronous fixtures: trio
+    refuses ``from_thread`` calls from inside any trio run)."""
+    if not trio.lowlevel.in_trio_run():
+        return call(*args, **kwargs)
+    outcome: list[T] = []
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            outcome.append(call(*args, **kwargs))
+        except BaseException as exc:  # re-raised in the calling thread
+            failure.append(exc)
+
+    helper = threading.Thread(target=target, name="pylb-testing-call", daemon=True)
+    helper.start()
+    helper.join()
+    if failure:
+        raise failure[0]
+    return outcome[0]
 
 
 class ThreadedBalancer:

@@ -129,3 +129,25 @@ def test_a_failing_user_test_still_stops_everything(pytester: pytest.Pytester) -
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*assert [] == ['nobody']*"])
     assert refused(json.loads((pytester.path / "urls.json").read_text())[0])
+
+
+def test_the_synchronous_fixtures_work_in_a_trio_test_too(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_mixed="""
+        import httpx
+        import pytest
+
+        from pylb.testing.faults import Latency
+
+
+        @pytest.mark.trio
+        async def test_mixed(pylb_backends, pylb_balancer):
+            lb = pylb_balancer(pylb_backends(1))  # its own trio thread, beside the test's loop
+            async with httpx.AsyncClient() as client:
+                assert (await client.get(lb.url)).status_code == 200
+            with lb.fault("backend-1", Latency(1)):
+                assert lb.statistics()["backends"]["backend-1"]["faults"]
+            assert lb.served == ["backend-1"]
+        """
+    )
+    pytester.runpytest_inprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import socket
 import urllib.request
+from typing import Any
 
 import httpx
 import pytest
 
 import pylb
+import pylb.testing
 from pylb.testing import run_backends, run_balancer
 from pylb.testing.faults import Latency
 
@@ -61,6 +63,25 @@ def test_the_trio_api_from_asyncio_names_the_way_in() -> None:
         "pylb.open_balancer runs under trio, not asyncio: from asyncio or synchronous code use "
         "`with pylb.testing.run_balancer(...)` (it runs trio in a thread of its own)"
     )
+
+
+@pytest.mark.parametrize(
+    ("call", "name", "way_in"),
+    [
+        (lambda: pylb.testing.open_backends(1), "pylb.testing.open_backends", "run_backends"),
+        (lambda: pylb.testing.open_hello(), "pylb.testing.open_hello", "run_backends"),
+        (lambda: pylb.testing.open_test_balancer([]), "pylb.testing.open_test_balancer", "run_balancer"),
+    ],
+)
+def test_the_trio_kit_from_asyncio_names_its_way_in(call: Any, name: str, way_in: str) -> None:
+    async def main() -> None:
+        async with call():
+            pass
+
+    with pytest.raises(RuntimeError) as caught:
+        asyncio.run(main())
+    assert str(caught.value).startswith(f"{name} runs under trio, not asyncio: ")
+    assert f"`with pylb.testing.{way_in}(...)`" in str(caught.value)
 
 
 def test_run_balancer_serves_an_asyncio_program() -> None:
