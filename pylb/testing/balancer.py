@@ -162,12 +162,14 @@ class LiveBalancer:
             entries = []
             for entry in pool[key]:
                 entry = dict(entry)
-                target = self._targets.get(Backend.parse(entry["backend"], "statistics").key)
-                if target is not None:
-                    entry["backend"] = str(target)
-                    name = self._names[target.key]
-                    relay = self._relays[target.key]
-                    entry.update(name=name, served=served.get(name, 0), **relay.statistics())
+                seen = Backend.parse(entry["backend"], "statistics")
+                real = self._targets.get(seen.key, seen)
+                name = self._names.get(real.key)
+                if name is not None:
+                    entry.update(backend=str(real), name=name, served=served.get(name, 0))
+                    relay = self._relays.get(real.key)
+                    if relay is not None:
+                        entry.update(relay.statistics())
                     per_name[name] = entry
                 entries.append(entry)
             pool[key] = entries

@@ -19,6 +19,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import httpcore  # noqa: F401  imported before pytester's in-process runs, which forget modules first imported inside them
 import pytest
 
 from tests.docs.doctext import DOCS, Block, blocks

@@ -68,6 +68,7 @@ async def test_close_or_reset_mid_body_through_pylb() -> None:
         async with httpx.AsyncClient() as client:
             assert (await client.get(lb.url)).text == "Hello from backend-1\n"  # the next one is whole
         assert [r.target for r in one.requests] == ["/", "/", "/"]
+        assert lb.statistics()["backends"]["backend-1"]["backend"] == str(one.backend)  # relay=False: by name too
 
 
 async def test_bad_arguments_say_what_is_wrong() -> None:

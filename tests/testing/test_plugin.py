@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import socket
 
+import httpcore  # noqa: F401  imported before pytester's in-process runs, which forget modules first imported inside them
 import pytest
 
 pytest_plugins = ["pytester"]
