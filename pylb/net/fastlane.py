@@ -68,7 +68,20 @@ _SEND_CLIENT, _CLOSE, _NOTHING = ex.SEND_CLIENT, ex.CLOSE, ex.NOTHING
 class _Client:
     """One client connection served by the loop, with its exchange machine."""
 
-    __slots__ = ("backend_ready", "bout", "client_ready", "cout", "dialing", "fd", "gone", "lane", "sock", "tls", "x")
+    __slots__ = (
+        "backend_end",
+        "backend_ready",
+        "bout",
+        "client_ready",
+        "cout",
+        "dialing",
+        "fd",
+        "gone",
+        "lane",
+        "sock",
+        "tls",
+        "x",
+    )
 
     def __init__(self, lane: FastLane, sock: stdsocket.socket, x: ex.Exchange, tls: TlsSession | None) -> None:
         self.lane = lane
@@ -80,6 +93,7 @@ class _Client:
         self.bout = b""  # bytes for the backend, likewise
         self.client_ready = False  # the client may have sent more than was read
         self.backend_ready = False  # the backend may have sent more than was read
+        self.backend_end = 0  # the backend's EOF (1) or reset (2), read but not yet told: after the bytes before it
         self.dialing: stdsocket.socket | None = None
         self.gone = False
 
@@ -376,6 +390,10 @@ class FastLane:
                 if x.streaming or (c.tls is None and x.passthrough()):
                     self._hand_over(c, action)  # a task pumps the body, or splices the answer
                     return
+                if c.backend_end:
+                    reset, c.backend_end = c.backend_end == 2, 0
+                    action = x.backend_eof(reset)
+                    continue
                 if not c.backend_ready:
                     return  # the next edge brings it
                 action = self._read_backend(c)
@@ -411,6 +429,7 @@ class FastLane:
         self._owner[fd] = c
         c.bout = b""
         c.backend_ready = False
+        c.backend_end = 0
         out = x.out
         try:
             sent = os.write(fd, out)
@@ -474,9 +493,10 @@ class FastLane:
         action = x.backend_data(data) if data else _NOTHING
         if eof:
             if x.conn is conn:
-                after = x.backend_eof(reset)
-                if after != _NOTHING:
-                    action = after
+                if action in (_NOTHING, _READ_BACKEND):
+                    action = x.backend_eof(reset)
+                else:  # the bytes before the end are passed on first
+                    c.backend_end = 2 if reset else 1
             else:  # the answer ended with the connection: it went back to the pool closed
                 self.upstream.discard_idle(conn)
                 self._backends.pop(fd, None)

@@ -30,7 +30,7 @@ from pylb.api import require_trio
 from pylb.core.errors import ConfigError
 from pylb.core.models import Backend
 from pylb.core.pool import SwapResult
-from pylb.net.httpproxy import RequestRecord
+from pylb.core.record import RequestRecord
 from pylb.testing.faults import Direction, Fault
 from pylb.testing.relay import Applied, FaultRelay
 

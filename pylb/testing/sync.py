@@ -22,7 +22,7 @@ from typing import Any, Protocol, TypeVar
 import trio
 
 from pylb.core.pool import SwapResult
-from pylb.net.httpproxy import RequestRecord
+from pylb.core.record import RequestRecord
 from pylb.testing.backends import HttpBackend, open_backends
 from pylb.testing.balancer import BackendLike, FaultScope, LiveBalancer, open_test_balancer
 from pylb.testing.faults import Direction, Fault
