@@ -502,6 +502,7 @@ class Load:
     ok: int = 0
     failures: list[str] = field(default_factory=list)
     served_by: Counter[str] = field(default_factory=Counter)
+    ok_by: Counter[str] = field(default_factory=Counter)  # answered per kind of client (``http-0`` is ``http``)
     stop: trio.Event = field(default_factory=trio.Event)
     _marks: list[tuple[int, trio.Event]] = field(default_factory=list)
 
@@ -547,6 +548,7 @@ class Load:
             if resp.status == 200 and served is not None and resp.body.startswith(b"Hello from "):
                 self.ok += 1
                 self.served_by[served] += 1
+                self.ok_by[name.split("-", 1)[0]] += 1
             else:
                 self.failures.append(f"{name}: {shown(resp)}")
             if resp.header("connection") == "close" or resp.status != 200:
@@ -558,4 +560,7 @@ class Load:
 
     def report(self) -> str:
         kinds = Counter(f.split(": ", 1)[1][:160] for f in self.failures)
-        return f"{self.total} requests, {len(self.failures)} failed {dict(kinds)}; served by {dict(self.served_by)}"
+        return (
+            f"{self.total} requests ({', '.join(f'{n} {kind} ok' for kind, n in sorted(self.ok_by.items()))}), "
+            f"{len(self.failures)} failed {dict(kinds)}; served by {dict(self.served_by)}"
+        )

@@ -106,8 +106,11 @@ class Verdicts:
         want = expected_body(healthy, method, target, body)
         if (resp.status, resp.header("x-served-by"), resp.body) != (200, healthy.name, want):
             self.add(f"{what}: got {shown(resp)} from {resp.header('x-served-by')}, wanted 200 from {healthy.name}")
-        if len(healthy.copies(target)) != 1:
-            self.add(f"{what}: {healthy.name} read it {len(healthy.copies(target))} times, wanted once")
+        whole = [s for s in healthy.copies(target) if s.complete]
+        if len(whole) != 1:
+            cut = len(healthy.copies(target)) - len(whole)
+            more = f" (and {cut} times its head without its whole body)" if cut else ""
+            self.add(f"{what}: {healthy.name} read it whole {len(whole)} times{more}, wanted once")
 
     def never_twice(self, what: str, resp: Message, target: str, *backends: Scripted, must_fail: bool = False) -> None:
         """A request that may not be replayed: at most one copy reached the

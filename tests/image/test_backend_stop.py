@@ -143,6 +143,7 @@ async def test_docker_stop_or_kill_of_a_hello_under_keep_alive_load_through_the_
         f"\ndocker {how} of 1 of {backends} hellos through the image: {load.report()}; "
         f"{returned - at_stop} requests while `docker {how}` ran"
     )
+    assert load.ok_by["http"] > 0 and load.ok_by["https"] > 0, load.report()
     assert load.served_by[victim_name] > 0, load.report()
     assert len(others) == backends - 1, load.report()  # the others served
     assert not load.failures, f"{load.report()}\n" + "\n".join(load.failures[:10]) + "\n" + logs(lb, 30)
@@ -189,6 +190,7 @@ async def test_a_local_hello_stopped_under_keep_alive_load_behind_static_backend
                 await load.reached(load.total + AFTER)
                 load.stop.set()
         print(f"\n{sig} to 1 of 2 local hellos, --workers {workers}: {load.report()}")
+        assert load.ok_by["http"] > 0 and load.ok_by["https"] > 0, load.report()
         assert load.served_by["hello-1"] > 0 and load.served_by["hello-2"] > 0, load.report()
         assert not load.failures, f"{load.report()}\n" + "\n".join(load.failures[:10]) + "\n" + lb.stderr[-3000:]
     finally:
