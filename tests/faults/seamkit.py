@@ -392,12 +392,10 @@ async def open_lb(
     driver: str,
     retries: int = 3,
     timeouts: pylb.Timeouts | None = None,
-    snapshot: pylb.Snapshot | None = None,
 ) -> AsyncIterator[pylb.Balancer]:
     """pylb with an http and an https listener on 127.0.0.1, on the driver
     named (``DRIVERS``), active health checks off (the tests count
-    connections). ``snapshot``: the world to start from instead of one
-    default service of ``backends`` (as discovery would publish it)."""
+    connections); ``backends`` form the default service."""
     config = pylb.Config(
         binds=(pylb.Bind.parse("127.0.0.1:0"), pylb.Bind.parse("https://127.0.0.1:0")),
         backends=tuple(backends),
@@ -410,8 +408,6 @@ async def open_lb(
     lb = pylb.Balancer(config, health=NO_CHECKS)
     async with trio.open_nursery() as nursery:
         await nursery.start(lb.run)
-        if snapshot is not None:
-            lb.swap(snapshot)
         try:
             yield lb
         finally:
