@@ -555,12 +555,26 @@ class Exchange:
             log.warning("backend %s is DOWN (%s)", upstate.backend, exc.detail)
         self._drop_backend(failed=True)
         self.tried.append(upstate)
+        self.service = self._reroute()
         if len(self.tried) > site.retries or not site.pool.has_other(self.service, self.tried):
             self.termination = (rec.SERVER_TIMEOUT if isinstance(exc, ConnectTimeout) else rec.SERVER_ABORT) + (
                 rec.AT_CONNECT if isinstance(exc, ConnectFailed | ConnectTimeout) else rec.AT_HEADERS
             )
             return self._fail(exc)
         return self._pick()
+
+    def _reroute(self) -> str:
+        """The service that takes this request now: a swap since it was
+        routed may have renamed or replaced it (Docker discovery names the
+        default service after its only container); the old name when no
+        service takes it any more."""
+        head = self.head
+        site = self.site
+        assert head is not None
+        try:
+            return site.pool.resolve(head.authority(), head.path(), site.proto, site.port)
+        except ProxyError:
+            return self.service
 
     def _drop_backend(self, failed: bool) -> None:
         """Close the backend connection, if any, and release the backend."""
