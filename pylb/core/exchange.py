@@ -6,35 +6,40 @@ when a request may be replayed on another connection or backend (and when
 never); body framing both ways; 1xx, 101 and the tunnel's start; keep-alive
 toward the client and the backend; the deadline of every phase and what
 passing it means (408, 504, a reset); pylb's own answers (errors and
-redirects) and their counting; the record of each exchange.
+redirects) and their counting; the record of each exchange. Its moves are
+the rows of ``pylb.core.transitions.TRANSITIONS``, and no others.
 
 Must not know: sockets, trio, TLS, threads, how a driver waits, splice. A
 driver feeds events in (``client_data``, ``backend_data``, ``connected``,
-``expired``...) and performs the action each returns: ``READ_CLIENT``,
-``DIAL``, ``SEND_BACKEND``, ``READ_BACKEND``, ``SEND_CLIENT``, ``TUNNEL`` or
-``CLOSE``, with its payload in the machine's attributes (``out``,
-``backend``, ``deadline``, ``reset``). ``NOTHING``: go on with what you were
-doing. Two drivers run it: the readiness loop (``pylb.net.fastlane``) and a
-task per connection (``pylb.net.proxy``); handing a connection from one to
-the other hands over this object as it is, mid-exchange.
+``expired``...) and performs the action each returns (``READ_CLIENT``,
+``DIAL``, ``SEND_BACKEND``, ``READ_BACKEND``, ``SEND_CLIENT``, ``TUNNEL``,
+``CLOSE``; ``NOTHING``: go on with what you were doing), its payload in the
+machine's attributes (``out``, ``backend``, ``deadline``, ``reset``). Two
+drivers run it: the readiness loop (``pylb.net.fastlane``) and a task per
+connection (``pylb.net.httptask``); handing a connection from one to the
+other hands over this object as it is, mid-exchange.
 
-Invariants (every transition is in ``TRANSITIONS``; ``_go`` refuses others):
+Invariants:
 - a request is sent again only if its method is idempotent and its whole
   body is held here (RFC 9110 9.2.2), only before any byte of an answer came
-  back, and at most ``retries`` times on other backends; a stale reused
-  connection is replaced without counting against the backend;
+  back; on another backend at most ``retries`` times (a failed connect, or a
+  new connection closed unanswered: the backend is going away), on another
+  connection to the same backend when a reused one turns out closed;
 - a backend connection goes back to the pool only after an answer that
-  ended cleanly, with no stray bytes and the request body all sent;
+  ended cleanly, with no stray bytes and the whole request written;
 - once any byte of an answer went to the client, a failure resets the client
   connection rather than answering: a cut response never looks complete;
 - ``Pool.acquire`` and ``Pool.release`` pair exactly once per backend tried.
+
+The common exchange (a head routed to an idle connection, an answer whose
+body is here whole) takes four calls: ``client_data``, ``backend_sent``,
+``backend_data``, ``client_sent``; it is written for few calls and
+attribute reads, since it runs for every request.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import Any, Protocol
 
 from pylb.core import record as rec
 from pylb.core.errors import (
@@ -49,181 +54,60 @@ from pylb.core.errors import (
     RequestTimeout,
 )
 from pylb.core.framing import ChunkedScanner
-from pylb.core.health import HealthCheck, observe
+from pylb.core.health import observe
 from pylb.core.http1 import CHUNKED, LENGTH, MAX_HEAD, NO_BODY, UNTIL_CLOSE, Head, find_head_end
 from pylb.core.http1 import parse_request as _parse_request
 from pylb.core.http1 import parse_response as _parse_response
 from pylb.core.models import Backend
 from pylb.core.policy import error_response, forwarded_suffix, https_redirect, request_head_out, response_head_out
-from pylb.core.pool import Pool
+from pylb.core.site import Clock, Conn, Connections, Observer, Site
 from pylb.core.state import BackendState
-from pylb.core.timeouts import Timeouts
+from pylb.core.transitions import (
+    ACTION_NAMES,
+    ANSWER,
+    ANSWER_HEAD,
+    BLANK,
+    BYTES,
+    CLOSE,
+    CLOSED,
+    CONNECT,
+    CONNECTED,
+    DIAL,
+    DIALING,
+    DONE,
+    END,
+    FLUSH,
+    HEAD,
+    IDLE,
+    INTERIM,
+    INTERIM_HEAD,
+    INTERIM_SENT,
+    LAST,
+    NOTHING,
+    PIECE,
+    READ_BACKEND,
+    READ_CLIENT,
+    RELAY,
+    REPLAY,
+    REQUEST,
+    SEND,
+    SEND_BACKEND,
+    SEND_CLIENT,
+    SENT,
+    STATE_NAMES,
+    SWITCH,
+    TRANSITIONS,
+    TUNNEL,
+    TUNNELING,
+    WAIT,
+    ProtocolBug,
+    describe,
+)
 
 log = logging.getLogger("pylb")
 
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
-BULK = 256 * 1024  # a body at least this large may move blind (``passthrough``): splice
-
-# ---- actions: what the driver does next ---------------------------------------------------
-NOTHING = 0  # go on waiting for what you were waiting for
-READ_CLIENT = 1  # wait for client bytes (or EOF) until ``deadline``
-DIAL = 2  # open a new connection to ``backend``: then connected() or connect_failed()
-SEND_BACKEND = 3  # write ``out`` to the backend connection ``conn``: then backend_sent()
-READ_BACKEND = 4  # wait for backend bytes: then backend_data() or backend_eof()
-SEND_CLIENT = 5  # write ``out`` to the client: then client_sent()
-TUNNEL = 6  # 101: write ``out`` to the client, ``buf`` to the backend, relay both ways; tunnel_done()
-CLOSE = 7  # close the client connection (with a reset when ``reset``): the end
-ACTION_NAMES = ("NOTHING", "READ_CLIENT", "DIAL", "SEND_BACKEND", "READ_BACKEND", "SEND_CLIENT", "TUNNEL", "CLOSE")
-
-# ---- states ---------------------------------------------------------------------------------
-IDLE = 0  # between requests: waiting for the first byte of the next (client timeout)
-HEAD = 1  # a request head is arriving (request_head timeout, from its first byte)
-CONNECT = 2  # a backend is chosen; a new connection to it is being opened
-SEND = 3  # the request (head and the body held here) is being written to the backend
-WAIT = 4  # the request went out: waiting for the answer's head (server timeout)
-INTERIM = 5  # a 1xx answer is being written to the client
-RELAY = 6  # the answer's head went out; its body is being relayed
-FLUSH = 7  # the last bytes for this request are being written (an answer, or pylb's own)
-TUNNELING = 8  # after a 101: bytes both ways, the driver's
-CLOSED = 9  # over: the driver closes the client connection
-STATE_NAMES = ("IDLE", "HEAD", "CONNECT", "SEND", "WAIT", "INTERIM", "RELAY", "FLUSH", "TUNNELING", "CLOSED")
-
-# ---- what happened (the table's columns) ------------------------------------------------------
-BYTES = "first bytes of a head"
-REQUEST = "a head, routed; a backend chosen"
-DIALING = "no idle connection: dial"
-CONNECTED = "connected"
-SENT = "request sent"
-REPLAY = "connection lost before any answer: replay"
-INTERIM_HEAD = "1xx head"
-INTERIM_SENT = "1xx written"
-ANSWER_HEAD = "answer head"
-SWITCH = "101 Switching Protocols"
-PIECE = "a piece of the answer's body"
-LAST = "the answer's last bytes"
-ANSWER = "pylb answers itself"
-DONE = "written; keep the connection"
-END = "the connection ends"
-
-TRANSITIONS: dict[int, dict[str, int]] = {
-    IDLE: {BYTES: HEAD, END: CLOSED},
-    HEAD: {REQUEST: SEND, DIALING: CONNECT, ANSWER: FLUSH, DONE: IDLE, END: CLOSED},
-    CONNECT: {CONNECTED: SEND, DIALING: CONNECT, REPLAY: SEND, ANSWER: FLUSH, END: CLOSED},
-    SEND: {SENT: WAIT, REPLAY: SEND, DIALING: CONNECT, ANSWER: FLUSH, END: CLOSED},
-    WAIT: {
-        INTERIM_HEAD: INTERIM,
-        ANSWER_HEAD: RELAY,
-        LAST: FLUSH,
-        SWITCH: TUNNELING,
-        REPLAY: SEND,
-        DIALING: CONNECT,
-        ANSWER: FLUSH,
-        END: CLOSED,
-    },
-    INTERIM: {INTERIM_SENT: WAIT, END: CLOSED},
-    RELAY: {PIECE: RELAY, LAST: FLUSH, END: CLOSED},
-    FLUSH: {DONE: IDLE, END: CLOSED},
-    TUNNELING: {END: CLOSED},
-    CLOSED: {END: CLOSED},
-}
-
-
-class ProtocolBug(RuntimeError):
-    """An event the machine cannot take in its state: a driver's mistake."""
-
-
-class Clock(Protocol):
-    """The balancer's clock: ``now`` is coarse (refreshed every tick, for
-    deadlines); ``time()`` is exact (for the timings of records)."""
-
-    now: float
-
-    def time(self) -> float: ...
-
-
-class Conn(Protocol):
-    """A backend connection, as the machine sees it."""
-
-    backend: Backend
-
-    def close(self) -> None: ...
-
-
-class Connections(Protocol):
-    """Idle keep-alive backend connections (``pylb.net.upstream.Upstream``)."""
-
-    def take_idle(self, backend: Backend, check_open: bool = False) -> Any: ...  # a Conn, or None
-
-    def give_back(self, conn: Any) -> None: ...
-
-
-Observer = Callable[[rec.RequestRecord], None]
-
-
-class Site:
-    """What every exchange of one listener shares: the pool, the backend
-    connections, the timeouts, what the listener is, its counters, the
-    observer that gets each exchange's record."""
-
-    __slots__ = (
-        "clock",
-        "closing",
-        "conns",
-        "errors",
-        "extra_response",
-        "force_ssl",
-        "health",
-        "https_port",
-        "id_prefix",
-        "observer",
-        "pool",
-        "port",
-        "proto",
-        "requests",
-        "retries",
-        "timeouts",
-    )
-
-    def __init__(
-        self,
-        pool: Pool,
-        conns: Connections,
-        timeouts: Timeouts,
-        clock: Clock,
-        proto: str = "http",
-        port: int = 80,
-        *,
-        observer: Observer | None = None,
-        force_ssl: bool = False,
-        retries: int = 3,
-        health: HealthCheck | None = None,
-        https_port: int = 443,
-        extra_response: bytes = b"",
-        id_prefix: str = "",
-    ) -> None:
-        self.pool = pool
-        self.conns = conns
-        self.timeouts = timeouts
-        self.clock = clock
-        self.proto = proto
-        self.port = port
-        self.observer = observer
-        self.force_ssl = force_ssl  # every plain-HTTP request is redirected (not only FORCE_SSL services)
-        self.retries = retries  # other backends tried when one fails before answering (redispatch)
-        self.health = health if health is not None else HealthCheck()  # passive checks count toward its fall
-        self.https_port = https_port  # where redirects to https point
-        self.extra_response = extra_response  # header lines added to every answer (HSTS on https)
-        self.id_prefix = id_prefix  # request ids are ``{id_prefix}{number:x}``
-        self.closing = False  # draining: every answer says Connection: close
-        self.requests = 0
-        self.errors: dict[int, int] = {}
-
-    def request_id(self, number: int) -> str:
-        return f"{self.id_prefix}{number:x}"
-
-    def __repr__(self) -> str:
-        return f"<Site {self.proto}:{self.port} requests={self.requests} errors={self.errors}>"
-
+BULK = 256 * 1024  # a body at least this large may move blind (``blind``): splice
 
 # Heads seen before, parsed: a backend sends the same response head (Date aside)
 # and a client often the same request head, again and again.
@@ -232,27 +116,24 @@ HEAD_CACHE_BYTES = 2048  # longer heads are parsed every time (they seldom repea
 _requests: dict[bytes, Head] = {}
 _responses: dict[tuple[bytes, bytes], Head] = {}
 
+_T = TRANSITIONS  # the hot path moves by ``self.state = _T[self.state][WHAT]``: the table, inline
+
 
 def parse_request(raw: bytes) -> Head:
-    head = _requests.get(raw)
-    if head is None:
-        head = _parse_request(raw)
-        if len(raw) <= HEAD_CACHE_BYTES:
-            if len(_requests) >= HEAD_CACHE:
-                _requests.clear()
-            _requests[raw] = head
+    head = _parse_request(raw)
+    if len(raw) <= HEAD_CACHE_BYTES:
+        if len(_requests) >= HEAD_CACHE:
+            _requests.clear()
+        _requests[raw] = head
     return head
 
 
 def parse_response(raw: bytes, method: bytes) -> Head:
-    key = (raw, method)
-    head = _responses.get(key)
-    if head is None:
-        head = _parse_response(raw, method)
-        if len(raw) <= HEAD_CACHE_BYTES:
-            if len(_responses) >= HEAD_CACHE:
-                _responses.clear()
-            _responses[key] = head
+    head = _parse_response(raw, method)
+    if len(raw) <= HEAD_CACHE_BYTES:
+        if len(_responses) >= HEAD_CACHE:
+            _responses.clear()
+        _responses[raw, method] = head
     return head
 
 
@@ -263,27 +144,30 @@ class Exchange:
     __slots__ = (
         "answered",
         "backend",
+        "blind",
         "body_left",
         "buf",
         "client_ip",
         "client_port",
         "conn",
         "deadline",
+        "dechunk",
         "eof",
         "head",
         "keep",
         "left",
         "out",
         "rbuf",
+        "received",
         "replayable",
         "req",
         "reset",
         "reused",
         "rhead",
         "rid",
+        "rscanner",
         "scanner",
         "sent",
-        "received",
         "service",
         "site",
         "started",
@@ -296,8 +180,6 @@ class Exchange:
         "tried",
         "unsent",
         "upstate",
-        "dechunk",
-        "rscanner",
     )
 
     def __init__(self, site: Site, client: tuple[str, int], buf: bytes = b"") -> None:
@@ -311,10 +193,6 @@ class Exchange:
         self.eof = False  # the client has closed its side
         self.out = b""  # what SEND_CLIENT, SEND_BACKEND and TUNNEL write
         self.reset = False  # CLOSE with a reset: a response was cut short
-        self._clear()
-
-    def _clear(self) -> None:
-        """Forget the request in flight (the connection's bytes stay)."""
         self.head: Head | None = None
         self.rhead: Head | None = None
         self.service = ""
@@ -333,6 +211,7 @@ class Exchange:
         self.scanner: ChunkedScanner | None = None
         self.rbuf = b""  # backend bytes not yet used
         self.left = 0  # the answer's body bytes still to relay (Content-Length)
+        self.blind = 0  # answer bytes that may move blind now (see ``moved``): -1 until the close
         self.rscanner: ChunkedScanner | None = None
         self.dechunk = False
         self.keep = False  # the client connection stays open after this request
@@ -343,11 +222,9 @@ class Exchange:
         self.termination = "--"
         self.timing: list[float] | None = None  # [start, head, connect start, connected, sent, answer]
 
-    # ---- the table ----------------------------------------------------------------------------
-
     def _go(self, what: str) -> None:
         try:
-            self.state = TRANSITIONS[self.state][what]
+            self.state = _T[self.state][what]
         except KeyError:
             raise ProtocolBug(f"{what!r} in state {STATE_NAMES[self.state]}") from None
 
@@ -364,7 +241,8 @@ class Exchange:
 
     def client_data(self, data: bytes) -> int:
         """Bytes from the client."""
-        self.buf = self.buf + data if self.buf else data
+        buf = self.buf
+        self.buf = buf + data if buf else data
         if self.state <= HEAD:
             return self._next_request()
         return NOTHING  # a pipelined request, or a body the driver pumps: it waits
@@ -382,16 +260,36 @@ class Exchange:
 
     def client_sent(self) -> int:
         """``out`` is written to the client."""
-        self.sent += len(self.out)
+        self.sent += len(self.out)  # (bytes of this request, for its record)
         self.out = b""
         state = self.state
+        if state == FLUSH:  # the last bytes for this request: next request, or the end
+            site = self.site
+            if site.observer is not None:
+                self._record()
+                self.timing = None  # what only the record reads: reset only when records are made
+                self.sent = self.status = 0
+                self.termination = "--"
+            if not self.keep or site.closing:
+                return self._end()
+            self.state = _T[FLUSH][DONE]
+            # Forget the request (what the next one does not set itself before reading it).
+            self.head = self.backend = None
+            self.answered = self.started = False
+            if self.unsent:
+                self.unsent = False
+            if self.tried:
+                self.tried = []
+            if self.buf:
+                self.deadline = site.clock.now + site.timeouts.request_head
+                return self._next_request()
+            self.deadline = site.clock.now + site.timeouts.client
+            return self._end() if self.eof else READ_CLIENT
         if state == RELAY:
-            return self._relay() if self.rbuf else self._read_backend()
+            return self._relay(b"") if self.rbuf else self._read_backend()
         if state == INTERIM:
             self._go(INTERIM_SENT)
             return self._answer_head() if self.rbuf else self._read_backend()
-        if state == FLUSH:
-            return self._flushed()
         raise ProtocolBug(f"client_sent in state {STATE_NAMES[state]}")
 
     def client_lost(self) -> int:
@@ -411,22 +309,22 @@ class Exchange:
             if self.eof:
                 return self._end()
             if self.state == HEAD:  # only empty lines after the last request: still idle
-                self._go(DONE)
+                self._go(BLANK)
                 self.deadline = site.clock.now + site.timeouts.client
             return READ_CLIENT
         if self.state == IDLE:
-            self._go(BYTES)
+            self.state = _T[IDLE][BYTES]
             self.deadline = min(self.deadline, site.clock.now + site.timeouts.request_head)
             if site.observer is not None:
                 self.timing = [site.clock.time(), -1.0, -1.0, -1.0, -1.0, -1.0]
+        end = buf.find(b"\r\n\r\n") + 4  # find_head_end's common case, inline
         try:
-            end = buf.find(b"\r\n\r\n") + 4  # find_head_end's common case, inline
             if end < 4 or end > MAX_HEAD:
                 end = find_head_end(buf)  # more to come, or an error to raise
                 if end < 0:
                     return self._end() if self.eof else READ_CLIENT
             raw = buf if end == len(buf) else buf[:end]
-            head = parse_request(raw)
+            head = _requests.get(raw) or parse_request(raw)
         except ProxyError as exc:
             self.buf = b""
             return self._fail(exc)
@@ -437,23 +335,23 @@ class Exchange:
         if self.timing is not None:
             self.timing[1] = site.clock.time()
         rest = buf[end:]
+        pool = site.pool
         try:
             if head.method == b"CONNECT":
                 raise BadRequest("CONNECT is not supported: pylb is a reverse proxy")
             target = head.target
-            pool = site.pool
             if target[:1] == b"/":  # origin form (authority() and path() in short)
                 service = pool.resolve(head.host, target.partition(b"?")[0], site.proto, site.port)
             else:
                 service = pool.resolve(head.authority(), head.path(), site.proto, site.port)
-            if site.proto == "http" and (site.force_ssl or pool.force_ssl(service)):
+            if site.proto == "http" and (site.force_ssl or service in pool.force_ssl_services):
                 self.buf = rest
                 return self._redirect(head)
         except ProxyError as exc:
             self.buf = rest
             return self._fail(exc)
         self.service = service
-        out = request_head_out(head, self.suffix, self.client_ip, _upgrading(head))
+        out = request_head_out(head, self.suffix, self.client_ip, head.upgrade is not None and _upgrading(head))
         framing = head.framing
         if framing == NO_BODY:
             self.buf = rest
@@ -482,7 +380,13 @@ class Exchange:
                 self.streaming, self.body_left, self.scanner = True, -1, scanner
         self.req = out
         self.replayable = not self.streaming and head.method in IDEMPOTENT
-        return self._pick()
+        try:  # the first choice (a redispatch goes through _pick)
+            upstate = pool.acquire(service, self.client_ip)
+        except ProxyError as exc:
+            return self._fail(exc)
+        self.upstate = upstate
+        self.backend = upstate.backend
+        return self._connection()
 
     def _redirect(self, head: Head) -> int:
         site = self.site
@@ -501,7 +405,9 @@ class Exchange:
     # ---- choosing a backend and a connection --------------------------------------------------
 
     def _pick(self) -> int:
-        """Choose a backend (not one tried already) and a connection to it."""
+        """Choose a backend (not one tried already), then an idle connection
+        to it, else DIAL. A request that may not be replayed goes only on a
+        connection seen open."""
         site = self.site
         try:
             upstate = site.pool.acquire(self.service, self.client_ip, self.tried)
@@ -512,18 +418,19 @@ class Exchange:
         return self._connection()
 
     def _connection(self) -> int:
-        """An idle connection to the chosen backend, else DIAL. A request that
-        may not be replayed goes only on a connection seen open."""
+        """An idle connection to the chosen backend, else DIAL."""
         site = self.site
         conn = site.conns.take_idle(self.backend, not self.replayable)  # type: ignore[arg-type]
+        state = self.state
         if conn is None:
-            self._go(DIALING)
-            self.deadline = site.clock.now + site.timeouts.connect
+            self.state = _T[state][DIALING]
+            self.deadline = site.clock.now + site.timeouts.connect  # then: a failed connect (expired)
             if self.timing is not None:
                 self.timing[2] = site.clock.time()
             return DIAL
-        self._go(REQUEST if self.state == HEAD else REPLAY)
-        self.conn, self.reused = conn, True
+        self.state = _T[state][REQUEST if state == HEAD else REPLAY]
+        self.conn = conn
+        self.reused = True
         self.out = self.req
         self.deadline = site.clock.now + site.timeouts.server
         return SEND_BACKEND
@@ -589,7 +496,7 @@ class Exchange:
 
     def backend_sent(self) -> int:
         """``out`` is written to the backend connection."""
-        self._go(SENT)
+        self.state = _T[self.state][SENT]
         self.out = b""
         if not self.replayable:
             self.req = b""
@@ -611,13 +518,15 @@ class Exchange:
 
     def backend_data(self, data: bytes) -> int:
         """Bytes from the backend."""
-        self.rbuf = self.rbuf + data if self.rbuf else data
         self.answered = True
         state = self.state
         if state == WAIT:
+            rbuf = self.rbuf
+            self.rbuf = rbuf + data if rbuf else data
             return self._answer_head()
-        if state == RELAY:
-            return self._relay()
+        if state == RELAY and not self.rbuf:
+            return self._relay(data)
+        self.rbuf += data
         return NOTHING  # SEND (an early answer), INTERIM, FLUSH: used after the write
 
     def backend_eof(self, reset: bool = False) -> int:
@@ -651,22 +560,24 @@ class Exchange:
         head = self.head
         site = self.site
         assert head is not None
+        method = head.method
         while True:
             buf = self.rbuf
+            end = buf.find(b"\r\n\r\n") + 4
             try:
-                end = buf.find(b"\r\n\r\n") + 4
                 if end < 4 or end > MAX_HEAD:
                     end = find_head_end(buf, BadGateway)
                     if end < 0:
                         return READ_BACKEND
-                rhead = parse_response(buf if end == len(buf) else buf[:end], head.method)
+                raw = buf if end == len(buf) else buf[:end]
+                rhead = _responses.get((raw, method)) or parse_response(raw, method)
             except ProxyError as exc:
                 self.termination = rec.SERVER_ABORT + rec.AT_HEADERS
                 return self._fail(exc)
-            self.rbuf = buf[end:]
             status = rhead.status
             if status >= 200:
                 break
+            self.rbuf = buf[end:]
             if status == 101:
                 if not _upgrading(head) or self.streaming:
                     self.termination = rec.SERVER_ABORT + rec.AT_HEADERS
@@ -680,10 +591,11 @@ class Exchange:
         if self.timing is not None:
             self.timing[5] = site.clock.time()
         self.rhead = rhead
-        self.status = status
+        self.status = status  # for the record, and what the client got
+        self.started = True
         framing = rhead.framing
         dechunk = self.dechunk = framing == CHUNKED and head.minor == 0  # HTTP/1.0 knows no chunked coding
-        self.keep = (
+        keep = self.keep = (
             head.keep_alive
             and framing != UNTIL_CLOSE
             and not site.closing
@@ -691,25 +603,30 @@ class Exchange:
             and not self.streaming
             and not self.unsent
         )
-        out = response_head_out(rhead, head.minor, self.keep, site.extra_response, dechunk)
-        self.started = True
-        self.termination = "--"
+        out = response_head_out(rhead, head.minor, keep, site.extra_response, dechunk)
         if framing == NO_BODY:
+            self.rbuf = buf[end:]
             return self._last(out)
-        self._go(ANSWER_HEAD)
         if framing == LENGTH:
-            self.left = rhead.length
+            length = rhead.length
+            stop = end + length
+            if len(buf) >= stop:  # the whole answer is here: the common case
+                self.rbuf = buf[stop:]
+                return self._last(out + buf[end:stop])
+            self.left = length
         elif framing == CHUNKED:
             self.rscanner = ChunkedScanner(BadGateway)
+        self.state = _T[self.state][ANSWER_HEAD]
+        self.rbuf = b""
         self.out = out
-        return self._relay()
+        return self._relay(buf[end:])
 
-    def _relay(self) -> int:
-        """Relay what arrived of the answer's body (``out`` may hold its head)."""
+    def _relay(self, data: bytes) -> int:
+        """Relay ``data`` (and what waits in ``rbuf``) of the answer's body;
+        ``out`` may hold its head already."""
         rhead = self.rhead
-        site = self.site
         assert rhead is not None
-        buf = self.rbuf
+        buf = self.rbuf + data if self.rbuf else data
         out = self.out
         framing = rhead.framing
         if framing == LENGTH:
@@ -730,7 +647,7 @@ class Exchange:
                 used = scanner.feed(buf, payload)
             except ProxyError as exc:
                 self.termination = rec.SERVER_ABORT + rec.AT_DATA
-                log.info("backend %s: %s (%s)", self.backend, exc.detail, site.request_id(self.rid))
+                log.info("backend %s: %s (%s)", self.backend, exc.detail, self.site.request_id(self.rid))
                 return self._abort()
             piece = b"".join(payload) if payload is not None else buf[:used]
             self.rbuf = buf[used:]
@@ -744,28 +661,30 @@ class Exchange:
         if not out:
             return self._read_backend()
         self._go(PIECE)
+        site = self.site
         self.deadline = max(self.deadline, site.clock.now + site.timeouts.client)
+        self.blind = 0
         return SEND_CLIENT
 
     def _read_backend(self) -> int:
-        self.deadline = self.site.clock.now + self.site.timeouts.server
+        """READ_BACKEND while the answer's body is relayed; ``blind`` says how
+        much of it may move from the backend to the client unseen (splice):
+        the rest of a Content-Length body of at least ``BULK`` bytes, -1 for
+        a body delimited by the backend's close."""
+        rhead = self.rhead
+        site = self.site
+        self.deadline = site.clock.now + site.timeouts.server
+        if rhead is not None and self.state == RELAY:
+            if rhead.framing == LENGTH:
+                self.blind = self.left if self.left >= BULK else 0
+            elif rhead.framing == UNTIL_CLOSE:
+                self.blind = -1
         return READ_BACKEND
 
-    def passthrough(self) -> int:
-        """How many of the answer's body bytes may move blind from the backend
-        to the client (splice) right now: the rest of a Content-Length body of
-        at least ``BULK`` bytes, -1 for a body delimited by the backend's close,
-        0 when the machine must see the bytes."""
-        rhead = self.rhead
-        if self.state != RELAY or self.out or self.rbuf or rhead is None:
-            return 0
-        if rhead.framing == LENGTH:
-            return self.left if self.left >= BULK else 0
-        return -1 if rhead.framing == UNTIL_CLOSE else 0
-
     def moved(self, count: int) -> int:
-        """``count`` body bytes moved blind (``passthrough``)."""
+        """``count`` bytes of the answer's body moved blind (``blind``)."""
         self.sent += count
+        self.blind = 0
         rhead = self.rhead
         assert rhead is not None
         if rhead.framing == LENGTH:
@@ -783,12 +702,12 @@ class Exchange:
         """The answer is complete: the backend connection goes back (or is
         closed), the backend is released, the last bytes go out."""
         site = self.site
-        rhead = self.rhead
-        self._go(LAST)
+        self.state = _T[self.state][LAST]
         conn = self.conn
         if conn is not None:
             self.conn = None
-            if rhead is not None and rhead.keep_alive and not self.rbuf and not self.streaming and not self.unsent:
+            rhead = self.rhead
+            if rhead is not None and rhead.keep_alive and not (self.rbuf or self.streaming or self.unsent):
                 site.conns.give_back(conn)
             else:
                 conn.close()
@@ -798,24 +717,11 @@ class Exchange:
             if upstate.fails_in_row:
                 upstate.fails_in_row = 0
             site.pool.release(upstate)
-        self.rbuf = b""
+        if self.rbuf:
+            self.rbuf = b""  # stray bytes: the connection was closed, not given back
         self.out = out
-        self.deadline = max(self.deadline, site.clock.now + site.timeouts.client)
+        self.deadline = site.clock.now + site.timeouts.client  # now the client's to read it
         return SEND_CLIENT
-
-    def _flushed(self) -> int:
-        """The last bytes for this request are written: next request, or the end."""
-        self._record()
-        site = self.site
-        if not self.keep or site.closing:
-            return self._end()
-        self._go(DONE)
-        self._clear()
-        now = site.clock.now
-        self.deadline = now + (site.timeouts.request_head if self.buf else site.timeouts.client)
-        if self.buf:
-            return self._next_request()
-        return self._end() if self.eof else READ_CLIENT
 
     # ---- the request body, streamed ----------------------------------------------------------
 
@@ -852,12 +758,10 @@ class Exchange:
         """The streamed body broke: ``exc`` (a bad chunk), or None when the
         client went away before sending all of it."""
         self.streaming = False
-        if exc is not None and not self.started:
-            self.termination = rec.CLIENT_ABORT + rec.AT_DATA
-            self._drop_backend(failed=False)
-            return self._fail(exc)
         self.termination = rec.CLIENT_ABORT + rec.AT_DATA
         self._drop_backend(failed=False)
+        if exc is not None and not self.started:
+            return self._fail(exc)
         self._record()
         return self._end()
 
@@ -898,10 +802,9 @@ class Exchange:
             self.termination = rec.CLIENT_TIMEOUT + rec.AT_REQUEST
             self.buf = b""
             return self._fail(RequestTimeout("the request head did not arrive in time"))
-        if state in (CONNECT, SEND, WAIT) and not self.started:
-            self.termination = rec.SERVER_TIMEOUT + (rec.AT_CONNECT if state == CONNECT else rec.AT_HEADERS)
+        if state in (SEND, WAIT) and not self.started:
+            self.termination = rec.SERVER_TIMEOUT + rec.AT_HEADERS
             self._drop_backend(failed=True)
-            self.keep = False
             return self._fail(GatewayTimeout("the backend did not answer in time"), keep=False)
         if state in (RELAY, INTERIM) or (state == FLUSH and self.started):
             self.termination = (rec.SERVER_TIMEOUT if state == RELAY else rec.CLIENT_TIMEOUT) + rec.AT_DATA
@@ -974,14 +877,13 @@ class Exchange:
         timing = self.timing
         now = site.clock.time()
         start = timing[0] if timing is not None else now
-        status = self.status
         observer(
             rec.RequestRecord(
                 client=self.client_ip.decode(),
                 method=head.method.decode("latin-1"),
                 target=head.target.decode("latin-1"),
                 backend=self.backend,
-                status=status,
+                status=self.status,
                 bytes_sent=self.sent,
                 seconds=now - start,
                 client_port=self.client_port,
@@ -1012,30 +914,30 @@ def _upgrading(head: Head) -> bool:
     return head.upgrade is not None and head.upgrade.lower() != b"h2c"
 
 
-def describe() -> str:
-    """The state table as Markdown (docs/architecture.md shows it; a test
-    holds the two equal)."""
-    rows = ["| state | what happened | next state |", "| --- | --- | --- |"]
-    for state, moves in TRANSITIONS.items():
-        for what, to in moves.items():
-            rows.append(f"| {STATE_NAMES[state]} | {what} | {STATE_NAMES[to]} |")
-    return "\n".join(rows)
-
-
 __all__ = [
     "ACTION_NAMES",
     "BULK",
     "CLOSE",
+    "CLOSED",
+    "CONNECT",
     "DIAL",
+    "FLUSH",
+    "HEAD",
     "IDEMPOTENT",
+    "IDLE",
+    "INTERIM",
     "NOTHING",
     "READ_BACKEND",
     "READ_CLIENT",
+    "RELAY",
+    "SEND",
     "SEND_BACKEND",
     "SEND_CLIENT",
     "STATE_NAMES",
     "TRANSITIONS",
     "TUNNEL",
+    "TUNNELING",
+    "WAIT",
     "Clock",
     "Conn",
     "Connections",

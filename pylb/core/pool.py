@@ -47,7 +47,7 @@ class Pool:
         self._balancers: dict[str, Balancer] = {}
         self._routes = RouteTable()
         self._resolved: dict[tuple[bytes | None, bytes, str, int], str] = {}  # resolve()'s answers, per snapshot
-        self._force_ssl: frozenset[str] = frozenset()
+        self.force_ssl_services: frozenset[str] = frozenset()  # read on every request: an attribute
         self._checks: dict[tuple[str, int], HealthCheck] = {}
         self._tcp_only: set[tuple[str, int]] = set()
         self._swaps = 0
@@ -83,7 +83,7 @@ class Pool:
         }
         self._routes = RouteTable(snapshot.routes)
         self._resolved = {}
-        self._force_ssl = frozenset(s.name for s in snapshot.services if s.force_ssl)
+        self.force_ssl_services = frozenset(s.name for s in snapshot.services if s.force_ssl)
         checks: dict[tuple[str, int], HealthCheck] = {}
         for service in snapshot.services:  # a backend in several services: the first one's check
             if service.check is not None:
@@ -135,7 +135,7 @@ class Pool:
 
     def force_ssl(self, service: str) -> bool:
         """Whether plain-HTTP requests to ``service`` are redirected to https."""
-        return service in self._force_ssl
+        return service in self.force_ssl_services
 
     def acquire(
         self, service: str | None = None, key: bytes = b"", avoid: Collection[BackendState] = ()

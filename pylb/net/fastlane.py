@@ -63,6 +63,8 @@ _HANGUP = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
 
 _READ_CLIENT, _DIAL, _SEND_BACKEND, _READ_BACKEND = ex.READ_CLIENT, ex.DIAL, ex.SEND_BACKEND, ex.READ_BACKEND
 _SEND_CLIENT, _CLOSE, _NOTHING = ex.SEND_CLIENT, ex.CLOSE, ex.NOTHING
+_HEAD, _FLUSH = ex.HEAD, ex.FLUSH
+_EPOLLOUT = select.EPOLLOUT
 
 
 class _Client:
@@ -186,18 +188,55 @@ class FastLane:
         c = self._clients.get(fd)
         try:
             if c is not None:
-                if ev & select.EPOLLOUT and c.cout:
+                if ev & _EPOLLOUT and c.cout:
                     self._flush_client(c)
                 if ev & _READABLE and not c.gone:
-                    self._client_readable(c, bool(ev & _HANGUP))
+                    x = c.x
+                    if x.state > _HEAD and len(x.buf) >= MAX_PIPELINED:
+                        c.client_ready = True  # read again once this request is over (no new event)
+                    elif c.tls is None and not ev & _HANGUP:  # the common event: one read, a request
+                        try:
+                            data = os.read(c.sock.fileno(), RECEIVE_SIZE)
+                        except BlockingIOError:
+                            return
+                        except OSError:
+                            data = b""
+                        if data and len(data) < RECEIVE_SIZE:
+                            self._run(c, x.client_data(data))
+                        else:
+                            self._run(c, self._read_client(c, False, data, not data))
+                    else:
+                        self._run(c, self._read_client(c, bool(ev & _HANGUP)))
                 return
             c = self._owner.get(fd)
             if c is not None:
-                self._backend_event(c, fd, ev)
+                conn = c.x.conn
+                if conn is not None and conn is self._backends.get(fd) and c.dialing is None:
+                    if ev & _EPOLLOUT and c.bout:
+                        self._flush_backend(c, conn, fd)  # type: ignore[arg-type]
+                    if ev & _READABLE and not c.gone and c.x.conn is conn:
+                        if c.cout:
+                            c.backend_ready = True  # the client's write comes first (backpressure)
+                        elif not ev & _HANGUP:  # the common event: one read, an answer
+                            try:
+                                data = os.read(fd, RECEIVE_SIZE)
+                            except BlockingIOError:
+                                return
+                            except OSError:
+                                self._run(c, self._read_backend(c, True, b"", 2))
+                                return
+                            if data and len(data) < RECEIVE_SIZE:
+                                self._run(c, c.x.backend_data(data))
+                            else:
+                                self._run(c, self._read_backend(c, False, data, 0 if data else 1))
+                        else:
+                            self._run(c, self._read_backend(c, True))
+                    return
+                self._backend_event(c, fd)
                 return
-            conn = self._backends.get(fd)
-            if conn is not None:
-                self._stray(fd, conn)
+            idle = self._backends.get(fd)
+            if idle is not None:
+                self._stray(fd, idle)
         except Exception:
             log.exception("internal error in the fast lane; connection closed")
             if c is not None:
@@ -242,20 +281,13 @@ class FastLane:
         self._clients[c.fd] = c
         self.watchdog.watch(c)
 
-    def _client_readable(self, c: _Client, hangup: bool) -> None:
-        if c.x.state > ex.HEAD and len(c.x.buf) >= MAX_PIPELINED:
-            c.client_ready = True  # read again once this request is over (edge-triggered: no new event)
-            return
-        self._run(c, self._read_client(c, hangup))
-
-    def _read_client(self, c: _Client, hangup: bool = False) -> int:
-        """Read what the client sent (up to MAX_PIPELINED), feed it to the
-        machine; its action."""
+    def _read_client(self, c: _Client, hangup: bool = False, data: bytes = b"", eof: bool = False) -> int:
+        """Read what the client sent (up to MAX_PIPELINED; ``data``: read
+        already, ``eof``: the end, read already), feed it to the machine; its
+        action."""
         c.client_ready = False
         fd = c.sock.fileno()  # -1 once closed: EBADF, never another connection's socket
-        data = b""
-        eof = False
-        while True:
+        while not eof:
             try:
                 chunk = os.read(fd, RECEIVE_SIZE)
             except BlockingIOError:
@@ -378,29 +410,70 @@ class FastLane:
     # ---- doing what the machine says --------------------------------------------------------
 
     def _run(self, c: _Client, action: int) -> None:
+        """Do what the machine says, until it says to wait. Writes are made
+        here (the common ones) or in ``_send_client`` (TLS, or bytes waiting
+        already): the per-request path, written for few calls."""
         x = c.x
         while True:
-            if action == _READ_CLIENT:
-                if not c.client_ready or c.cout:
+            if action == _SEND_BACKEND:
+                conn = x.conn
+                # The loop runs only with real sockets to backends (a balancer with a custom dialer has no loop).
+                fd = conn.stream.sock.fileno()  # type: ignore[union-attr]
+                if self._backends.get(fd) is not conn:
+                    self._register_backend(fd, conn)  # type: ignore[arg-type]
+                    c.backend_ready = False
+                if c.backend_end:  # an end read from the connection before: not this one's
+                    c.backend_end = 0
+                self._owner[fd] = c
+                out = x.out
+                try:
+                    sent = os.write(fd, out)
+                except BlockingIOError:
+                    sent = 0
+                except OSError:
+                    action = x.backend_lost()
+                    continue
+                if sent < len(out):
+                    c.bout = out[sent:]
+                    self._ep.modify(fd, _OUT)  # type: ignore[union-attr]
                     return
-                action = self._read_client(c)
-            elif action == _SEND_BACKEND:
-                action = self._send_backend(c)
+                action = x.backend_sent()
+            elif action == _SEND_CLIENT:
+                if c.tls is not None or c.cout:
+                    action = self._send_client(c)
+                    continue
+                out = x.out
+                try:
+                    sent = os.write(c.sock.fileno(), out)
+                except BlockingIOError:
+                    sent = 0
+                except OSError:
+                    action = x.client_lost()
+                    continue
+                if sent < len(out):
+                    c.cout = out[sent:]
+                    self._ep.modify(c.fd, _OUT)  # type: ignore[union-attr]
+                    return
+                if x.state == _FLUSH:
+                    self.requests += 1
+                action = x.client_sent()
             elif action == _READ_BACKEND:
-                if x.streaming or (c.tls is None and x.passthrough()):
-                    self._hand_over(c, action)  # a task pumps the body, or splices the answer
-                    return
-                if c.backend_end:
+                if c.backend_end:  # read already: the end comes first (a reset is told once)
                     reset, c.backend_end = c.backend_end == 2, 0
                     action = x.backend_eof(reset)
                     continue
+                if x.streaming or (x.blind and c.tls is None):
+                    self._hand_over(c, action)  # a task pumps the body, or splices the answer
+                    return
                 if not c.backend_ready:
                     return  # the next edge brings it
                 action = self._read_backend(c)
-            elif action == _SEND_CLIENT:
-                action = self._send_client(c)
+            elif action == _READ_CLIENT:
+                if not c.client_ready or c.cout:
+                    return
+                action = self._read_client(c)
             elif action == _NOTHING:
-                if c.client_ready and x.state <= ex.HEAD and not c.cout:
+                if c.client_ready and x.state <= _HEAD and not c.cout:
                     action = self._read_client(c)
                     continue
                 return
@@ -415,66 +488,28 @@ class FastLane:
 
     # ---- backend connections ----------------------------------------------------------------
 
-    def _send_backend(self, c: _Client) -> int:
-        x = c.x
-        conn = x.conn
-        assert isinstance(conn, UpstreamConn)
-        stream = conn.stream
-        if not isinstance(stream, FastStream):
-            self._hand_over(c, _SEND_BACKEND)
-            return _NOTHING
-        fd = stream.sock.fileno()
-        if self._backends.get(fd) is not conn:
-            self._register_backend(fd, conn)
-        self._owner[fd] = c
-        c.bout = b""
-        c.backend_ready = False
-        c.backend_end = 0
-        out = x.out
-        try:
-            sent = os.write(fd, out)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            return x.backend_lost()
-        if sent < len(out):
-            c.bout = out[sent:]
-            assert self._ep is not None
-            self._ep.modify(fd, _OUT)
-            return _NOTHING
-        return x.backend_sent()
-
-    def _backend_event(self, c: _Client, fd: int, ev: int) -> None:
+    def _backend_event(self, c: _Client, fd: int) -> None:
+        """An event on a socket ``c`` owned but is not using now: its dial
+        completing, or a connection its exchange is done with (idle now)."""
         dialing = c.dialing
         if dialing is not None and dialing.fileno() == fd:
             self._dialed(c)
             return
-        conn = c.x.conn
-        if not isinstance(conn, UpstreamConn) or getattr(conn.stream, "sock", None) is None or (
-            conn.stream.sock.fileno() != fd  # type: ignore[attr-defined]
-        ):
-            del self._owner[fd]  # that exchange is done with it: an idle connection's event
-            idle = self._backends.get(fd)
-            if idle is not None:
-                self._stray(fd, idle)
-            return
-        if ev & select.EPOLLOUT and c.bout:
-            self._flush_backend(c, conn, fd)
-        if ev & _READABLE and not c.gone and c.x.conn is conn:
-            if c.cout:
-                c.backend_ready = True  # the client's write comes first (backpressure)
-                return
-            self._run(c, self._read_backend(c, bool(ev & _HANGUP)))
+        del self._owner[fd]
+        idle = self._backends.get(fd)
+        if idle is not None:
+            self._stray(fd, idle)
 
-    def _read_backend(self, c: _Client, hangup: bool = False) -> int:
+    def _read_backend(self, c: _Client, hangup: bool = False, data: bytes = b"", end: int = 0) -> int:
+        """Read what the backend sent (up to READ_AHEAD; ``data``: read already,
+        ``end``: its EOF (1) or reset (2), read already), feed it to the
+        machine; its action."""
         x = c.x
         conn = x.conn
-        assert isinstance(conn, UpstreamConn)
         c.backend_ready = False
-        fd = conn.stream.sock.fileno()  # type: ignore[attr-defined]
-        data = b""
-        eof = reset = False
-        while True:
+        fd = conn.stream.sock.fileno()  # type: ignore[union-attr]
+        eof, reset = end > 0, end == 2
+        while not eof:
             try:
                 chunk = os.read(fd, RECEIVE_SIZE)
             except BlockingIOError:
@@ -498,7 +533,7 @@ class FastLane:
                 else:  # the bytes before the end are passed on first
                     c.backend_end = 2 if reset else 1
             else:  # the answer ended with the connection: it went back to the pool closed
-                self.upstream.discard_idle(conn)
+                self.upstream.discard_idle(conn)  # type: ignore[arg-type]
                 self._backends.pop(fd, None)
                 self._owner.pop(fd, None)
         return action

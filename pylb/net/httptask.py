@@ -195,7 +195,7 @@ class ClientConnection:
         x = self.x
         conn = x.conn
         assert isinstance(conn, UpstreamConn)
-        blind = x.passthrough()
+        blind = x.blind
         if blind and splice.available():
             moved = await self._splice_response(conn, blind)
             if moved is not None:

@@ -101,7 +101,7 @@ class Balancer:
         self.pool = pool
         self.watchdog = Watchdog()
         self.upstream = Upstream(
-            pool.is_live, connect_timeout=config.timeouts.connect, dialer=dialer, clock=self._coarse_now
+            pool.is_live, connect_timeout=config.timeouts.connect, dialer=dialer, clock=self.watchdog
         )
         self.observer = observer
         self.health_check = health if health is not None else config.health
@@ -135,9 +135,6 @@ class Balancer:
             config.tcp_ports,
         )
         self.connections = 0
-
-    def _coarse_now(self) -> float:
-        return self.watchdog.now
 
     @property
     def url(self) -> str:

@@ -34,6 +34,19 @@ class BackendStream(Protocol):
 Dialer = Callable[[Backend, float], Awaitable[BackendStream]]
 
 
+class Clock(Protocol):
+    """Anything with a ``now`` (the balancer's ``Watchdog``: coarse, read often)."""
+
+    @property
+    def now(self) -> float: ...
+
+
+class _TrioClock:
+    @property
+    def now(self) -> float:
+        return trio.current_time()
+
+
 class UpstreamConn:
     """One connection to a backend, with the bytes read but not yet used."""
 
@@ -79,7 +92,7 @@ class Upstream:
         idle_timeout: float = 30.0,
         max_idle: int = 256,
         dialer: Dialer = dial,
-        clock: Callable[[], float] = trio.current_time,
+        clock: Clock | None = None,
     ) -> None:
         self._idle: dict[tuple[str, int], list[UpstreamConn]] = {}
         self._is_live = is_live
@@ -87,7 +100,7 @@ class Upstream:
         self._idle_timeout = idle_timeout
         self._max_idle = max_idle
         self._dialer = dialer
-        self._clock = clock  # for idle times: a coarse clock will do
+        self._clock = clock if clock is not None else _TrioClock()  # for idle times: a coarse one will do
         self.dials = 0
         self.reuses = 0
 
@@ -98,7 +111,7 @@ class Upstream:
         idle = self._idle.get(backend.key)
         if not idle:
             return None
-        now = self._clock()
+        now = self._clock.now
         while idle:
             conn = idle.pop()
             if check_open and closed_by_peer(conn.stream):
@@ -127,7 +140,7 @@ class Upstream:
         if conn.buf or len(idle) >= self._max_idle or not self._is_live(conn.backend):
             conn.stream.close()
             return
-        conn.idle_since = self._clock()
+        conn.idle_since = self._clock.now
         idle.append(conn)
 
     def discard_idle(self, conn: UpstreamConn) -> bool:
