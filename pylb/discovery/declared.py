@@ -86,7 +86,7 @@ class Source:
     ``name`` for messages, all its ``labels``, its ``Env`` items (``K=V``),
     the TCP ports it exposes (a service's are the target ports it publishes),
     and the labels known to this kind besides ``LABELS``. ``no_ports_hint``
-    ends the warning about a source that names no port."""
+    is the warning about a source that names no port, after ``skipped:``."""
 
     kind: str
     name: str
@@ -279,8 +279,9 @@ def _ports(source: Source, tcp_ports: tuple[tuple[int, bool], ...] = ()) -> tupl
     after = " (after EXCLUDE_PORTS)" if "EXCLUDE_PORTS" in env else ""
     after += " besides its TCP ports" if tcp else ""
     if not candidates:
-        hint = source.no_ports_hint or "name one with the label pylb.port=PORT"
-        raise Skip(f"{name} skipped: it exposes no TCP port{after}; {hint}")
+        if source.no_ports_hint:
+            raise Skip(f"{name} skipped: {source.no_ports_hint}")
+        raise Skip(f"{name} skipped: it exposes no TCP port{after}; name one with the label pylb.port=PORT")
     shown = ", ".join(str(p) for p in candidates)
     raise Skip(
         f"{name} skipped: it exposes ports {shown}{after}; choose one with the label pylb.port=PORT "

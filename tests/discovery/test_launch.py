@@ -74,8 +74,8 @@ def test_discovery_options_from_flags_and_env() -> None:
     assert (config.network, config.expose_all, config.use_published_ports) == ("front", True, True)
     with pytest.raises(ConfigError, match="--network: 'a b' is not a Docker network name"):
         cfg.from_sources({"network": "a b"}, {})
-    with pytest.raises(ConfigError, match="PYLB_DISCOVER: unknown mode 'swarm'"):
-        cfg.from_sources({}, {"PYLB_DISCOVER": "swarm"})
+    with pytest.raises(ConfigError, match="PYLB_DISCOVER: unknown mode 'kubernetes'"):
+        cfg.from_sources({}, {"PYLB_DISCOVER": "kubernetes"})
 
 
 def test_bare_boolean_flags_mean_true() -> None:
