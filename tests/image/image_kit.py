@@ -24,7 +24,9 @@ import trio
 from tests.discovery import docker_kit
 from tests.discovery.docker_kit import docker, get_once
 
-IMAGE = "pylb"
+# The image under test: "pylb" (CI builds it); PYLB_IMAGE names another tag, so that work on a
+# shared engine can build and test its own (PYLB_IMAGE=pylb-mine) without touching "pylb".
+IMAGE = os.environ.get("PYLB_IMAGE", "").strip() or "pylb"
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = ROOT / "scripts" / "build-image"
 SOCKET = "/var/run/docker.sock"
@@ -47,9 +49,10 @@ class Built:
 
 
 def build_image() -> Built:
-    """Run scripts/build-image (idempotent: seconds when everything is cached)."""
+    """Run scripts/build-image for IMAGE (idempotent: seconds when everything is cached)."""
     started = time.monotonic()
-    done = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=1500, cwd=ROOT)
+    env = {**os.environ, "IMAGE": IMAGE}
+    done = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=1500, cwd=ROOT, env=env)
     if done.returncode != 0:
         pytest.fail(f"scripts/build-image failed ({done.returncode}):\n{done.stderr[-4000:]}", pytrace=False)
     size = int(docker("image", "inspect", IMAGE, "--format", "{{.Size}}"))
