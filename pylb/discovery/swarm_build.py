@@ -31,12 +31,15 @@ from pylb.discovery.declared import Skip, Source, declare, is_candidate
 from pylb.discovery.docker_build import DockerOptions
 from pylb.tls import CertBundle
 
-__all__ = ["SWARM_LABELS", "SwarmOwn", "build_swarm_snapshot", "own_from_container", "own_from_task"]
+__all__ = ["SWARM_LABELS", "SwarmOwn", "arriving", "build_swarm_snapshot", "own_from_container", "own_from_task"]
 
 Attrs = Mapping[str, Any]
 
 SWARM_LABELS = ("pylb.endpoint",)  # besides declared.LABELS
 _ENDPOINTS = ("tasks", "vip")
+# A task in these states has a node and will start soon (``pending`` is left out: it may wait for
+# resources for ever).
+_ON_ITS_WAY = frozenset(("assigned", "accepted", "preparing", "ready"))
 _NO_PORT = (
     "it names no port: set the label pylb.port=PORT or the env SERVICE_PORTS (Swarm does not say which ports "
     "an image listens on)"
@@ -170,6 +173,14 @@ def _service(
         if vip is not None:
             members = declared.members(f"{name} (virtual IP)", _at(vip))
     return _Found(members, declared.certificate, declared.notes, pending)
+
+
+def arriving(tasks: Sequence[Attrs]) -> bool:
+    """Whether a task desired running is scheduled but not started yet: its
+    container will start within moments (a listing soon finds it starting)."""
+    return any(
+        t.get("DesiredState") == "running" and (t.get("Status") or {}).get("State") in _ON_ITS_WAY for t in tasks
+    )
 
 
 # -- identity, state ----------------------------------------------------------------

@@ -6,7 +6,8 @@ this engine, else its task: pylb may talk to a manager from another node);
 the events that matter (services, nodes, networks, and this engine's
 containers: a task's container that gets ``kill``/``stop`` leaves the pool at
 once, keyed by its task id); and polling, since tasks have no events of
-their own (every ``poll`` seconds, 2 by default). The loop itself (coalesce,
+their own (every ``poll`` seconds, 2 by default; every 0.25 s while a task is
+scheduled but not started, so that it is seen as soon as it starts). The loop itself (coalesce,
 back off, keep the last good pool, probe what is ``starting``) is
 ``pylb.discovery.watcher.EngineWatcher``'s.
 Must not know: how a task becomes a backend (``swarm_build``), sockets of the
@@ -31,7 +32,7 @@ from pylb.discovery.assembly import Discovered
 from pylb.discovery.docker_build import DockerOptions
 from pylb.discovery.docker_watch import ACTIONS
 from pylb.discovery.engine import SdkEngine, SwarmEngine
-from pylb.discovery.swarm_build import SwarmOwn, build_swarm_snapshot, own_from_container, own_from_task
+from pylb.discovery.swarm_build import SwarmOwn, arriving, build_swarm_snapshot, own_from_container, own_from_task
 from pylb.discovery.watcher import EngineWatcher, Target, log
 
 __all__ = ["EVENT_FILTERS", "POLL_SECONDS", "SwarmWatcher", "open_swarm_discovery"]
@@ -134,6 +135,9 @@ class SwarmWatcher(EngineWatcher[SwarmEngine]):
     def _stopping_key(self, ident: str, attributes: Mapping[str, Any]) -> str | None:
         task = attributes.get(_TASK_LABEL)
         return str(task) if task else None
+
+    def _arriving(self) -> bool:
+        return arriving(self._listing.tasks)
 
     def _stop_signal(self, key: str) -> object:
         task = next((t for t in self._listing.tasks if t.get("ID") == key), None)

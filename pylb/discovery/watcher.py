@@ -3,10 +3,11 @@
 Owns: ``EngineWatcher``, the I/O loop of Docker and Swarm discovery. Subscribe
 to events first, then list, build, publish (``target.swap`` and, when they
 changed, the certificates sources bring); on each relevant event (and, for
-Swarm, every ``poll`` seconds) rebuild the whole world from a fresh listing,
-bursts coalesced. Faults: reconnect with capped exponential backoff, forever,
-then resync. The "stopping" set: a container that gets ``kill``/``stop``
-leaves the pool at once, before it dies. The joiner: what runs but whose
+Swarm, every ``poll`` seconds, every 0.25 s while a task is on its way)
+rebuild the whole world from a fresh listing, bursts coalesced. Faults:
+reconnect with capped exponential backoff, forever, then resync. The
+"stopping" set: a container that gets ``kill``/``stop`` leaves the pool at
+once, before it dies. The joiner: what runs but whose
 HEALTHCHECK still says ``starting`` is probed by pylb and joins when the
 probe passes (``pylb.discovery.joining``).
 Must not know: how a container or task becomes a backend (the builders, via
@@ -47,6 +48,7 @@ E = TypeVar("E", bound="Closable")
 # Signals that end a process by default; any other (HUP, USR1...) asks for a
 # reload and the container stays, unless it is the container's own StopSignal.
 _ENDING_SIGNALS = frozenset(int(s) for s in (signal.SIGINT, signal.SIGQUIT, signal.SIGKILL, signal.SIGTERM))
+HURRY = 0.25  # seconds between listings while something is on its way (a task scheduled, not started yet)
 
 
 class Closable(Protocol):
@@ -108,6 +110,7 @@ class EngineWatcher(Generic[E]):
         self._fault: str | None = None
         self._dirty = trio.Event()
         self._changed = trio.Event()
+        self._hurry = trio.Event()
         http = check.http if check is not None and check.enabled else None
         self.joiner = Joiner(self._admit, http=http)
         self.connected = False
@@ -143,6 +146,11 @@ class EngineWatcher(Generic[E]):
     def _stop_signal(self, key: str) -> object:
         """The StopSignal of what ``key`` names, if known."""
         return None
+
+    def _arriving(self) -> bool:
+        """Whether the last listing has something on its way that will soon
+        be worth another look (polling then hurries)."""
+        return False
 
     # -- public ------------------------------------------------------------------------
 
@@ -270,13 +278,22 @@ class EngineWatcher(Generic[E]):
             await self._resync(engine)
 
     async def _poll_loop(self, every: float) -> None:
+        """Relist every ``every`` seconds; every ``HURRY`` seconds while the
+        last listing had something on its way (``_arriving``)."""
         while True:
-            await trio.sleep(every)
+            with trio.move_on_after(every):
+                await self._hurry.wait()
+            if self._hurry.is_set():
+                await trio.sleep(HURRY)
             self._dirty.set()
 
     async def _resync(self, engine: E) -> None:
         listing = await self._thread(self._fetch, engine)
         present = self._take(listing)
+        if self._arriving():
+            self._hurry.set()
+        elif self._hurry.is_set():
+            self._hurry = trio.Event()
         self._stopping &= present
         self._probed &= present
         self.listings += 1

@@ -13,7 +13,7 @@ from pylb.core.health import HealthCheck
 from pylb.core.models import Backend, Route
 from pylb.discovery import Discovered, DockerOptions, SwarmOwn, build_swarm_snapshot
 from pylb.discovery.assembly import Probe
-from pylb.discovery.swarm_build import own_from_container, own_from_task
+from pylb.discovery.swarm_build import arriving, own_from_container, own_from_task
 
 SECRETS = ("hunter2", "s3cr3t-value")
 NETWORKS = [network("front"), network("back"), network("ingress", ingress=True)]
@@ -150,6 +150,22 @@ def test_task_states(state: str, desired: str, outcome: str) -> None:
     found = build([WEB], [one])
     assert bool(backends(found)) is (outcome == "in")
     assert [p.key for p in found.pending] == ([one["ID"]] if outcome == "pending" else [])
+
+
+@pytest.mark.parametrize(
+    ("state", "desired", "expected"),
+    [
+        ("assigned", "running", True),
+        ("preparing", "running", True),
+        ("ready", "running", True),
+        ("pending", "running", False),  # waiting for resources: maybe for ever
+        ("starting", "running", False),  # started: pylb probes it
+        ("running", "running", False),
+        ("preparing", "shutdown", False),
+    ],
+)
+def test_a_task_on_its_way(state: str, desired: str, expected: bool) -> None:
+    assert arriving([task(WEB, 1), task(WEB, 2, state=state, desired=desired)]) is expected
 
 
 def test_a_probed_starting_task_joins_and_probes_say_what_to_check() -> None:

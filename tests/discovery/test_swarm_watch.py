@@ -242,3 +242,18 @@ def test_event_filters_ask_for_services_nodes_networks_and_containers() -> None:
     assert set(EVENT_FILTERS["type"]) == {"service", "node", "network", "container"}
     assert {"create", "update", "remove", "kill", "stop", "health_status"} <= set(EVENT_FILTERS["event"])
     assert nid("front") != nid("back")
+
+
+async def test_polling_hurries_while_a_task_is_scheduled_but_not_started() -> None:
+    swarm, target = FakeSwarm(), Target()
+    one, two = task(WEB, 1), task(WEB, 2)
+    swarm.add(WEB, one, task(WEB, 2, state="preparing"))
+    async with watching(swarm, target, poll=30) as watcher:
+        await watcher.wait_until(has(one))
+        swarm.add(two)  # its container started: no event says so
+        with trio.fail_after(5):
+            await watcher.wait_until(has(one, two))
+        await trio.sleep(0.5)  # a hurried listing already due may still come
+        listings = swarm.listings
+        await trio.sleep(0.6)
+        assert swarm.listings == listings  # nothing on its way: back to one listing per `poll`

@@ -8,6 +8,7 @@ containers these tests start.
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
 import secrets
@@ -139,6 +140,27 @@ async def wait_serving(port: int, host: str = "localhost", timeout: float = 30.0
                 last = f"{status} {body[:200]}"
             await trio.sleep(0.02)
     raise AssertionError(f"127.0.0.1:{port} did not answer 200 within {timeout:g} s; last: {last}")
+
+
+def docker_time(text: str) -> float:
+    """Docker's RFC 3339 timestamp (nanoseconds, ``Z``) as seconds since the epoch."""
+    stamp, _, fraction = text.strip().rstrip("Z").partition(".")
+    moment = datetime.datetime.fromisoformat(stamp).replace(tzinfo=datetime.UTC)
+    return moment.timestamp() + float(f"0.{fraction or 0}")
+
+
+async def listening_since(ident: str, timeout: float = 30.0) -> float:
+    """When the container's ``pylb hello`` logged that it listens (its
+    listener was bound just before), by Docker's log timestamps (wall clock)."""
+    with trio.fail_after(timeout):
+        while True:
+            done = await trio.run_process(
+                ["docker", "logs", "--timestamps", ident], capture_stdout=True, capture_stderr=True, check=False
+            )
+            for line in (done.stdout + done.stderr).decode(errors="replace").splitlines():
+                if " listening on " in line:
+                    return docker_time(line.split(" ", 1)[0])
+            await trio.sleep(0.1)
 
 
 def https_get(port: int, ca_context: ssl.SSLContext, server_name: str = "localhost") -> tuple[int, str, str]:

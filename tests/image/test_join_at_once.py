@@ -9,7 +9,6 @@ HEALTHCHECK. Traffic only to 127.0.0.1 and to these containers; bounded.
 
 from __future__ import annotations
 
-import datetime
 import time
 from collections.abc import Awaitable, Callable
 
@@ -19,29 +18,9 @@ import trio
 import pylb
 from pylb.discovery import open_docker_discovery
 from tests.discovery.docker_kit import LoadStats, load
-from tests.image.image_kit import IMAGE, Box, Built, adocker, wait_serving
+from tests.image.image_kit import IMAGE, Box, Built, adocker, listening_since, wait_serving
 
 pytestmark = pytest.mark.timeout(300)
-
-
-def docker_time(text: str) -> float:
-    """Docker's RFC 3339 timestamp (nanoseconds, ``Z``) as seconds since the epoch."""
-    stamp, _, fraction = text.strip().rstrip("Z").partition(".")
-    moment = datetime.datetime.fromisoformat(stamp).replace(tzinfo=datetime.UTC)
-    return moment.timestamp() + float(f"0.{fraction or 0}")
-
-
-async def listening_since(ident: str) -> float:
-    """When the container's ``pylb hello`` logged that it listens (its listener was bound just before)."""
-    with trio.fail_after(30):
-        while True:
-            done = await trio.run_process(
-                ["docker", "logs", "--timestamps", ident], capture_stdout=True, capture_stderr=True, check=False
-            )
-            for line in (done.stdout + done.stderr).decode(errors="replace").splitlines():
-                if " listening on " in line:
-                    return docker_time(line.split(" ", 1)[0])
-            await trio.sleep(0.1)
 
 
 class Arrivals:
