@@ -130,6 +130,12 @@ class SwarmWatcher(EngineWatcher[SwarmEngine]):
                         self._place_told = True
                         log.info("swarm: pylb runs as task %s (its container is on another node)", task.get("ID"))
                     return own_from_task(task)
+        if not self._place_told:
+            self._place_told = True
+            log.warning(
+                "swarm: pylb runs in no container of the swarm: tasks' overlay addresses are reachable from "
+                "containers on their network only; run pylb as a service (or a container) on that network"
+            )
         return None
 
     def _stopping_key(self, ident: str, attributes: Mapping[str, Any]) -> str | None:

@@ -187,6 +187,7 @@ async def test_errors_keep_the_pool_and_the_stream_end_resyncs(caplog: pytest.Lo
     lines = [r.getMessage() for r in caplog.records]
     assert sum("This node is not a swarm manager" in line for line in lines) == 1
     assert any(line.startswith("swarm: reconnected") for line in lines)
+    assert sum("pylb runs in no container of the swarm" in line for line in lines) == 1  # own="": said once
 
 
 async def test_pylb_finds_its_task_when_its_container_is_on_another_node(monkeypatch: pytest.MonkeyPatch) -> None:
