@@ -177,14 +177,16 @@ async def test_scaling_and_a_rolling_update_under_load(swarm: Swarm) -> None:
 
     stats, stop = LoadStats(), trio.Event()
     health: dict[str, str] = {}
+    listening: dict[str, float] = {}
     phases: list[str] = []
     begun = time.monotonic()
 
     def phase(text: str) -> None:
         phases.append(f"{text} at {time.monotonic() - begun:.1f} s")
 
-    async def note_health(body: str) -> None:
+    async def note_health(body: str) -> None:  # at its first answer: a scaled-away task's container is deleted
         health[body] = await adocker("inspect", "-f", "{{.State.Health.Status}}", short_of(body))
+        listening[body] = await listening_since(short_of(body))
 
     async with trio.open_nursery() as nursery:
         arrivals = Arrivals(nursery, note_health)
@@ -208,7 +210,7 @@ async def test_scaling_and_a_rolling_update_under_load(swarm: Swarm) -> None:
         phase("rolling update converged")
         with trio.fail_after(30):
             await arrivals.wait_until(lambda: len(stats.first_seen) == 8)
-        await trio.sleep(2)
+        await trio.sleep(2)  # meanwhile the last task's health and listening time are noted
 
         await adocker("service", "scale", f"{web}=1", timeout=120)  # returns once converged
         phase("scaled to 1")
@@ -220,7 +222,6 @@ async def test_scaling_and_a_rolling_update_under_load(swarm: Swarm) -> None:
     initial = next(iter(stats.first_seen))
     new_tasks = [b for b in stats.first_seen if b != initial]
     starting = sum(health.get(b) == "starting" for b in new_tasks)
-    listening = {b: await listening_since(short_of(b)) for b in new_tasks}
     after_listening = sorted(stats.first_seen[b] - listening[b] for b in new_tasks)
     to_traffic = ", ".join(
         f"{stats.first_seen[b] - scaled_at:.2f} s (listening at {listening[b] - scaled_at:.2f} s)"
