@@ -96,7 +96,11 @@ async def probe_docker(environ: Mapping[str, str], timeout: float = PROBE_SECOND
         engine = SdkEngine(environ, timeout=timeout)
         try:
             engine.ping()
-            return bool((engine.info().get("Swarm") or {}).get("ControlAvailable"))
+            try:
+                info = engine.info()
+            except Exception:  # a socket proxy may refuse /info (INFO=0): then it is no swarm we can see
+                return False
+            return bool((info.get("Swarm") or {}).get("ControlAvailable"))
         finally:
             engine.close()
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import pytest
 import trio
 
+from pylb.discovery import launch
 from tests.discovery.docker_kit import LoadStats, in_ci, load
 from tests.image.image_kit import (
     IMAGE,
@@ -277,3 +278,9 @@ async def test_pylb_as_a_global_service_with_a_host_mode_port(swarm: Swarm) -> N
     print(f"\nglobal pylb on a host-mode port {port}: answers from {sorted(bodies)}")
     assert "--discover auto: swarm" in text and "swarm: pylb runs in container" in text, text[-3000:]
     assert f"service {web} skipped" not in text, text[-3000:]
+
+
+async def test_auto_sees_a_swarm_manager(swarm: Swarm) -> None:
+    state, reason = await launch.probe_docker(os.environ)
+    assert state == "manager" and "is a swarm manager (--discover docker for its containers)" in reason
+    assert launch.choose_auto(state, False) == "swarm"
