@@ -28,7 +28,8 @@ from types import FrameType
 from benchmarks import report
 from benchmarks.cases import CASES, CASES_BY_NAME, PROXIES, SLICES, Bench, Case, run_case, slice_seconds
 from benchmarks.procs import LOAD_CPU, PROXY_CPU, Procs, load_average, pin_self, raise_nofile
-from benchmarks.servers import PylbInfo, probe_pylb, start_backends
+from benchmarks.servers import PylbInfo, probe_pylb, start_backends, start_stream_backend
+from benchmarks.tls import write_certificate
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 TOOLS = {"wrk": "wrk", "haproxy": "haproxy", "nginx": "nginx-light", "taskset": "util-linux"}
@@ -48,12 +49,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def missing_prerequisites() -> list[str]:
+def missing_prerequisites(cases: list[Case] | None = None) -> list[str]:
+    """What the run of `cases` (default: all) needs and this machine lacks."""
+    cases = list(CASES) if cases is None else cases
+    tools = dict(TOOLS)
+    if any(case.tls for case in cases):
+        tools["openssl"] = "openssl"  # tls.probe: which group each proxy negotiates
     missing = [
-        f"{tool} (apt-get install -y {package})" for tool, package in TOOLS.items() if shutil.which(tool) is None
+        f"{tool} (apt-get install -y {package})" for tool, package in tools.items() if shutil.which(tool) is None
     ]
-    if importlib.util.find_spec("matplotlib") is None:
-        missing.append("matplotlib (pip install -r benchmarks/requirements.txt)")
+    modules = ["matplotlib", *(["trustme"] if any(case.tls for case in cases) else [])]
+    for module in modules:
+        if importlib.util.find_spec(module) is None:
+            missing.append(f"{module} (pip install -r benchmarks/requirements.txt)")
     if len(os.sched_getaffinity(0)) < 2 or max(os.sched_getaffinity(0)) < PROXY_CPU:
         missing.append(f"cores {LOAD_CPU} and {PROXY_CPU} (the proxy gets a core of its own)")
     return missing
@@ -119,7 +127,9 @@ def run_all(args: argparse.Namespace, cases: list[Case], proxies: list[str]) -> 
     reports: list[report.CaseReport] = []
     try:
         backends = start_backends(procs, tmp)
-        bench = Bench(procs, tmp, backends, args.duration, pylb)
+        streams = [start_stream_backend(procs)] if any(case.streamed for case in cases) else []
+        cert = write_certificate(tmp) if any(case.tls for case in cases) else tmp / "no-certificate"
+        bench = Bench(procs, tmp, backends, args.duration, pylb, cert, streams)
         print(
             f"backends: nginx on ports {[b.port for b in backends]} (core {LOAD_CPU}); "
             f"proxy under test on core {PROXY_CPU}; temp dir {tmp}"
@@ -150,16 +160,16 @@ def run_all(args: argparse.Namespace, cases: list[Case], proxies: list[str]) -> 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    missing = missing_prerequisites()
-    if missing:
-        print("cannot run the benchmark; missing:", file=sys.stderr)
-        for item in missing:
-            print(f"  - {item}", file=sys.stderr)
-        return 2
     try:
         cases = select_cases(args.cases)
     except ValueError as exc:
         print(exc, file=sys.stderr)
+        return 2
+    missing = missing_prerequisites(cases)
+    if missing:
+        print("cannot run the benchmark; missing:", file=sys.stderr)
+        for item in missing:
+            print(f"  - {item}", file=sys.stderr)
         return 2
     proxies = [p for p in args.proxies.split(",") if p]
     if not proxies or not set(proxies) <= set(PROXIES):

@@ -4,11 +4,15 @@ two versions of the hot path that does not move with the host's speed.
     python benchmarks/instructions.py [--cases small_varied,tcp_small] [--duration 8]
                                       [--tree LABEL=DIR ...]
 
-Owns: running pylb (one worker, the benchmark's command) under `valgrind --tool=callgrind` with
-wrk's load of a case (from cases.py), zeroing the counts after a warm-up (`callgrind_control -z`),
-dumping them after the measured run (`-d`), and dividing the instructions pylb executed in user
-space by the requests wrk completed. Each `--tree` is a checkout (a `git worktree` of another
-commit, say) measured the same way, one after the other; the default is this one.
+Owns: running pylb (one worker, the benchmark's command: `servers.pylb_argv`, with the run's
+certificate for the HTTPS case) under `valgrind --tool=callgrind` with wrk's load of a case (from
+cases.py: `wrk_load`, the same URL, Lua script and headers as the side-by-side run), in one wrk
+run: zeroing the counts after a warm-up (`callgrind_control -z`; 3 s, 10 s with TLS, where 50
+handshakes under valgrind take about 5 s), dumping them after the measured seconds (`-d`), and
+dividing the instructions pylb executed in user space by the requests the nginx backends served
+in between (their stub_status counters). Connection set-up (and TLS handshakes) stay in the
+warm-up: the figure is the per-request path alone. Each `--tree` is a checkout (a `git worktree`
+of another commit, say) measured the same way, one after the other; the default is this one.
 Knows nothing of HAProxy or of the side-by-side report (harness.py): the kernel's share of a
 request is not counted here (system calls count as the instructions that make them).
 
@@ -34,20 +38,31 @@ if __package__ in (None, ""):  # run as a script: import `benchmarks` as a packa
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from benchmarks import wrk
-from benchmarks.cases import CASES_BY_NAME, WARMUP_S, Case
+from benchmarks.cases import CASES_BY_NAME, WARMUP_S, Case, wrk_load
 from benchmarks.procs import PROXY_CPU, Procs, free_port, raise_nofile, wait_port
-from benchmarks.servers import MAXCONN, Backend, start_backends
+from benchmarks.servers import Backend, PylbInfo, backend_requests, pylb_argv, start_backends
+from benchmarks.tls import write_certificate
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 START_DEADLINE_S = 120.0  # pylb starts about 50 times slower under valgrind
 DUMP_WAIT_S = 10.0
-CASES = ("small_keepalive", "small_varied", "tcp_small")  # where the per-request path is the cost
+WARMUP_PLAIN_S = WARMUP_S + 2
+WARMUP_TLS_S = 10
+TAIL_S = 5  # wrk runs this much past the dump, so the load never stops inside the measured window
+CASES = ("small_keepalive", "small_varied", "browser_varied", "https_keepalive", "tcp_small")
+"""The cases where the per-request path is the cost."""
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="pylb's instructions per request, counted by callgrind.")
     parser.add_argument("--cases", default="small_varied,tcp_small", help=f"comma-separated, of: {', '.join(CASES)}")
     parser.add_argument("--duration", type=int, default=8, help="seconds of measured load per tree and case")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        help=f"seconds before counting (default {WARMUP_PLAIN_S}, TLS {WARMUP_TLS_S})",
+    )
     parser.add_argument(
         "--tree", action="append", default=[], metavar="LABEL=DIR", help="a checkout to measure (repeatable)"
     )
@@ -67,29 +82,44 @@ def trees(specs: list[str]) -> list[tuple[str, Path]]:
 
 
 def measure(
-    procs: Procs, tmp: Path, case: Case, tree: Path, backends: list[Backend], duration_s: int
+    procs: Procs, tmp: Path, case: Case, tree: Path, backends: list[Backend], duration_s: int, warmup_s: int
 ) -> tuple[int, int]:
     """Run the case's load against pylb from `tree` under callgrind: (requests, instructions)."""
     port = free_port()
-    bind = f"tcp://127.0.0.1:{port}" if case.mode == "tcp" else f"127.0.0.1:{port}"
     dump = tmp / f"callgrind-{time.monotonic_ns()}.out"
-    argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={dump}", sys.executable, "-m", "pylb"]
-    argv += ["--bind", bind, "--balance", "roundrobin", "--workers", "1", "--maxconn", str(MAXCONN)]
-    for backend in backends:
-        argv += ["--backend", f"127.0.0.1:{backend.port}"]
+    cert = write_certificate(tmp) if case.tls else tmp / "no-certificate"
+    command = pylb_argv(PylbInfo(True, "", workers_flag=True, maxconn_flag=True), case.frontend(cert), port, backends)
+    argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={dump}", *command]
     env = dict(os.environ, PYTHONPATH=str(tree))
     proc = procs.start("pylb-callgrind", argv, PROXY_CPU, env=env, cwd=tree)
+    load = None
     try:
         wait_port(proc, port, START_DEADLINE_S)
-        script = wrk.varied_script(tmp / "varied.lua", case.path) if case.varied else None
-        url = f"http://127.0.0.1:{port}{case.path}"
-        wrk.run(url, connections=case.connections, duration_s=WARMUP_S + 2, script=script, headers=case.headers)
+        spec = wrk_load(case, port, tmp)
+        seconds = warmup_s + duration_s + TAIL_S
+        cmd = wrk.argv(
+            spec.url, connections=case.connections, duration_s=seconds, script=spec.script, headers=spec.headers
+        )
+        load = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(warmup_s)
+        before = _served(backends)
         subprocess.run(["callgrind_control", "-z", str(proc.pid)], capture_output=True, check=True, timeout=30)
-        result = wrk.run(url, connections=case.connections, duration_s=duration_s, script=script, headers=case.headers)
+        time.sleep(duration_s)
         subprocess.run(["callgrind_control", "-d", str(proc.pid)], capture_output=True, check=True, timeout=30)
-        return result.requests, _dumped_total(dump)
+        requests = _served(backends) - before - len(backends)  # each counter counts its own query
+        if load.poll() is not None:
+            raise RuntimeError(f"wrk ended (exit {load.returncode}) before the measured window did")
+        return requests, _dumped_total(dump)
     finally:
+        if load is not None and load.poll() is None:
+            load.terminate()
+            load.wait(30)
         procs.stop(proc)
+
+
+def _served(backends: list[Backend]) -> int:
+    """Requests the backends have served so far (this query included, one per backend)."""
+    return sum(backend_requests(backend) for backend in backends)
 
 
 def _dumped_total(base: Path) -> int:
@@ -126,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         backends = start_backends(procs, tmp)
         for name in args.cases.split(","):
             for label, tree in checkouts:
-                requests, instructions = measure(procs, tmp, CASES_BY_NAME[name], tree, backends, args.duration)
+                case = CASES_BY_NAME[name]
+                warmup = args.warmup or (WARMUP_TLS_S if case.tls else WARMUP_PLAIN_S)
+                requests, instructions = measure(procs, tmp, case, tree, backends, args.duration, warmup)
                 per = instructions / max(requests, 1)
                 print(f"{name:<16} {label:<12} {requests:>8} requests  {per:>10,.0f} instructions/request", flush=True)
     finally:

@@ -1,8 +1,9 @@
 """Turning the outcomes of a run into ratios, target verdicts, JSON, Markdown and a plot.
 
-Owns: the pylb/HAProxy ratio of every metric, the met / not met verdict of every target, and the
-files in the results directory: `run-YYYYmmdd-HHMMSS.json` (one per run), `latest.json`,
-`latest.md` and `latest.png`.
+Owns: the pylb/HAProxy ratio of every metric, the met / not met verdict of every target, what
+the notes say the proxies did (the TLS both negotiated, whether HAProxy spliced), and the files in
+the results directory: `run-YYYYmmdd-HHMMSS.json` (one per run), `latest.json`, `latest.md` and
+`latest.png`.
 Knows nothing of processes or wrk. Invariants: a missing figure (proxy unavailable, run failed)
 is shown as "n/a" and judged "not measured", never as zero and never as met.
 """
@@ -16,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from benchmarks.cases import METRICS, Case, Outcome, Target
+from benchmarks.cases import LATENCY_METRICS, LOAD_METRICS, METRICS, Case, Outcome, Target
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -65,7 +66,8 @@ class CaseReport:
         verdicts = []
         for target in self.case.targets:
             ratio, pylb = ratios.get(target.metric), self.value(CANDIDATE, target.metric)
-            verdicts.append(Verdict(target, ratio, pylb, target.met(ratio, pylb)))
+            base = self.value(BASE, target.metric)
+            verdicts.append(Verdict(target, ratio, pylb, target.met(ratio, pylb, base)))
         return verdicts
 
     def to_json(self) -> dict[str, object]:
@@ -117,11 +119,27 @@ def markdown(run: dict[str, object], reports: list[CaseReport]) -> str:
         for v in rep.verdicts:
             base = fmt(rep.value(BASE, v.target.metric))
             lines.append(_row([rep.case.name, v.target.describe(), base, fmt(v.pylb), fmt_ratio(v.ratio), v.text]))
-    header = ["case", "proxy", *METRICS.values(), "errors"]
-    lines += ["", "## All figures", "", "Ratios are pylb / HAProxy.", ""]
-    lines += [_row(header), "|---|---|" + "---:|" * (len(header) - 2)]
-    for rep in reports:
-        lines += _figure_rows(rep)
+    load = [rep for rep in reports if rep.case.kind != "latency"]
+    if load:
+        header = ["case", "proxy", *(METRICS[key] for key in LOAD_METRICS), "errors"]
+        lines += ["", "## All figures", "", "Ratios are pylb / HAProxy.", ""]
+        lines += [_row(header), "|---|---|" + "---:|" * (len(header) - 2)]
+        for rep in load:
+            lines += _figure_rows(rep, LOAD_METRICS)
+    latency = [rep for rep in reports if rep.case.kind == "latency"]
+    if latency:
+        header = ["case", "proxy", "first byte p50 ms", "first byte p99 ms", "total p50 ms", "total p99 ms"]
+        header += ["CPU us/req", "samples", "errors"]
+        lines += ["", "## What one user feels", ""]
+        lines += [
+            "One request at a time (benchmarks/latency.py). First byte: from the request sent (after the connect "
+            "or TLS handshake) to the answer's first byte (`latency_stream`: its first body byte). Total: to "
+            "the last byte, from the connect's start for a new connection. Ratios are pylb / HAProxy.",
+            "",
+        ]
+        lines += [_row(header), "|---|---|" + "---:|" * (len(header) - 2)]
+        for rep in latency:
+            lines += _figure_rows(rep, LATENCY_METRICS, extra="samples")
     lines += ["", "## Notes", ""]
     lines += _notes(reports) or ["None."]
     lines += ["", "## Cases", ""]
@@ -129,15 +147,21 @@ def markdown(run: dict[str, object], reports: list[CaseReport]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _figure_rows(rep: CaseReport) -> list[str]:
+def _figure_rows(rep: CaseReport, keys: tuple[str, ...], extra: str = "") -> list[str]:
+    """A row per proxy with the figures `keys` (then the info `extra`, if any, and errors), and the ratios."""
     rows = []
     for proxy in (BASE, CANDIDATE):
         if proxy in rep.results:
-            cells = [fmt(rep.value(proxy, key)) for key in (*METRICS, "errors")]
+            cells = [fmt(rep.value(proxy, key)) for key in keys]
+            if extra:
+                value = rep.results[proxy].info.get(extra)
+                cells.append(str(value) if value is not None else "n/a")
+            cells.append(fmt(rep.value(proxy, "errors")))
             rows.append(_row([rep.case.name, proxy, *cells]))
     ratios = rep.ratios
     if ratios:
-        rows.append(_row(["", "*ratio*", *(fmt_ratio(ratios.get(k)) for k in METRICS), ""]))
+        blanks = [""] * (2 if extra else 1)
+        rows.append(_row(["", "*ratio*", *(fmt_ratio(ratios.get(k)) for k in keys), *blanks]))
     return rows
 
 
@@ -150,9 +174,61 @@ def error_summary(error: str) -> str:
     return f"{lines[0]} ... {tail}" if tail else lines[0]
 
 
+def _tls_note(rep: CaseReport) -> list[str]:
+    """What both proxies negotiated (tls.probe), said once when they agree, side by side when not."""
+    facts = {proxy: outcome.info.get("tls") for proxy, outcome in rep.results.items()}
+    described = {}
+    for proxy, fact in facts.items():
+        if isinstance(fact, dict):
+            resume = "session tickets resume" if fact.get("tickets_resume") else "no resumption by ticket"
+            described[proxy] = (
+                f"{fact.get('version')}, {fact.get('cipher')}, group {fact.get('group')}, "
+                f"{fact.get('signature')} certificate; {resume}"
+            )
+    if not described:
+        return []
+    where = f"- `{rep.case.name}` TLS:"
+    if len(described) == len(facts) and len(set(described.values())) == 1:
+        both = "both proxies" if len(described) > 1 else "the proxy"
+        return [f"{where} {both} negotiated {next(iter(described.values()))}"]
+    sides = "; ".join(f"{proxy}: {text}" for proxy, text in described.items())
+    return [f"{where} **the proxies negotiated differently** ({sides})"]
+
+
+def _haproxy_note(rep: CaseReport) -> list[str]:
+    """What HAProxy's `show info` said: whether it spliced (forced splicing), how many TLS sessions it resumed."""
+    outcome = rep.results.get(BASE)
+    info = outcome.info.get("haproxy_show_info") if outcome else None
+    if not isinstance(info, dict):
+        return []
+    where = f"- `{rep.case.name}` haproxy:"
+    notes = []
+    if "PipesUsed" in info:
+        try:
+            pipes = int(info["PipesUsed"]) + int(info["PipesFree"])
+        except ValueError:
+            pipes = -1
+        if pipes > 0:
+            notes.append(
+                f"{where} spliced: {pipes} pipes in use or pooled after the run (`show info` PipesUsed "
+                f"{info['PipesUsed']} + PipesFree {info['PipesFree']}; HAProxy takes pipes only to splice)"
+            )
+        else:
+            how = "**did not splice**" if rep.case.splice == "forced" else "did not splice (option splice-auto)"
+            notes.append(f"{where} {how}: `show info` PipesUsed {info['PipesUsed']}, PipesFree {info['PipesFree']}")
+    if "SslFrontendSessionReuse_pct" in info:
+        notes.append(
+            f"{where} {info['CumSslConns']} TLS connections, {info['SslFrontendSessionReuse_pct']}% of the "
+            "recent ones resumed a session (`show info` SslFrontendSessionReuse_pct)"
+        )
+    return notes
+
+
 def _notes(reports: list[CaseReport]) -> list[str]:
     notes = []
     for rep in reports:
+        notes += _tls_note(rep)
+        notes += _haproxy_note(rep)
         for proxy, outcome in rep.results.items():
             where = f"- `{rep.case.name}` {proxy}:"
             if outcome.unavailable:
@@ -166,6 +242,8 @@ def _notes(reports: list[CaseReport]) -> list[str]:
                 notes.append(f"{where} uneven backend split {split}")
             if outcome.metrics.get("errors"):
                 notes.append(f"{where} {outcome.metrics['errors']:.0f} errors (see JSON)")
+            if outcome.info.get("tls_probe_error"):
+                notes.append(f"{where} TLS probe failed: {outcome.info['tls_probe_error']}")
     return notes
 
 
@@ -179,7 +257,7 @@ def plot(reports: list[CaseReport], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(13, 6))
+    fig, ax = plt.subplots(figsize=(max(13.0, 1.1 * len(reports)), 6))
     keys = list(METRICS)
     width = 0.8 / len(keys)
     labelled: set[str] = set()
@@ -201,7 +279,7 @@ def plot(reports: list[CaseReport], path: Path) -> None:
                 levels.append(level)
                 _mark_target(ax, index - 0.4 + (keys.index(v.target.metric) + 0.5) * width, level, v)
     ax.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
-    ax.set_xticks(range(len(reports)), [r.case.name for r in reports], rotation=15)
+    ax.set_xticks(range(len(reports)), [r.case.name for r in reports], rotation=20, ha="right")
     ax.set_yscale("log")
     positive = [level for level in levels if level > 0]
     ax.set_ylim(min(0.1, min(positive) / 2), max(10.0, max(positive) * 2))
@@ -229,11 +307,12 @@ def _mark_target(ax: Axes, x: float, level: float, verdict: Verdict) -> None:
 
 
 def _target_level(rep: CaseReport, target: Target) -> float | None:
-    """A target on the ratio axis; an absolute one is divided by HAProxy's figure."""
-    if not target.absolute:
+    """A target on the ratio axis; an absolute one, or one with a `plus`, is divided by HAProxy's figure."""
+    if not target.absolute and not target.plus:
         return target.value
     base = rep.value(BASE, target.metric)
-    return target.value / base if base is not None and base > 0 else None
+    bound = target.bound(base)
+    return bound / base if bound is not None and base is not None and base > 0 else None
 
 
 def write(run: dict[str, object], reports: list[CaseReport], out: Path) -> list[Path]:

@@ -1,17 +1,21 @@
-"""The servers of a benchmark run: the nginx backends and the proxies under test.
+"""The servers of a benchmark run: the backends and the proxies under test.
 
 Owns: the nginx backend configuration and its content (a 100-byte body, a 1 MiB file, an upload
-sink), the generated HAProxy configurations (http and tcp mode), the pylb command
-template, and starting any of these through `Procs` on the right core.
+sink, browser-like answers), the streaming backend's command (`stream_backend.py`), the generated
+HAProxy configurations (http and tcp mode, plain or terminating TLS, splicing automatic or forced,
+a stats socket for `show info`), the pylb command template, and starting any of these through
+`Procs` on the right core.
 Knows nothing of wrk or of the cases' metrics.
 Invariants: everything listens on 127.0.0.1 only; configurations live in the run's temp dir; the
-proxy under test always runs pinned to PROXY_CPU, the backends to LOAD_CPU.
+proxy under test always runs pinned to PROXY_CPU, the backends to LOAD_CPU; with TLS, both
+proxies serve the same PEM file and otherwise their TLS defaults (which `tls.probe` checks agree).
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -19,14 +23,17 @@ from pathlib import Path
 from typing import Literal
 
 from benchmarks.procs import LOAD_CPU, PROXY_CPU, Proc, Procs, StartError, free_port, wait_port
+from benchmarks.tls import client_context
 
 Mode = Literal["http", "tcp"]
+Splice = Literal["auto", "forced"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SMALL_BODY = (b"pylb benchmark " * 7)[:100]  # exactly 100 bytes
 BIG_BYTES = 1024 * 1024
 UPLOAD_BYTES = 10 * 1024 * 1024
 READY_DEADLINE_S = 20.0
+STATS_TIMEOUT_S = 5.0
 MAXCONN = 12_000
 """Client connections each proxy accepts: room for the 10,000 idle ones of `idle_10k`."""
 EXIT_USAGE = 2  # pylb's exit code for invalid input, e.g. a mode it does not support yet
@@ -77,6 +84,13 @@ http {{
         client_max_body_size 20m;
         location = / {{ return 200 "{small}"; }}
         location = /varied {{ add_header X-Request-Id $request_id; return 200 "{small}"; }}
+        location /app/ {{
+            default_type "text/html; charset=utf-8";
+            add_header X-Request-Id $request_id always;
+            add_header Cache-Control "private, no-cache" always;
+            add_header Vary "Accept-Encoding, Cookie" always;
+            return 200 "{small}";
+        }}
         location = /big {{ }}
         location = /upload {{
             client_body_buffer_size 11m;
@@ -117,17 +131,30 @@ def start_backends(procs: Procs, tmp: Path, count: int = 2) -> list[Backend]:
     return backends
 
 
-def http_get(port: int, path: str, timeout_s: float = 10.0) -> tuple[int, bytes]:
-    """One HTTP/1.1 GET to 127.0.0.1:`port` with `Connection: close`; (status, body)."""
+def http_get(port: int, path: str, timeout_s: float = 10.0, *, tls: bool = False) -> tuple[int, bytes]:
+    """One HTTP/1.1 GET to 127.0.0.1:`port` (over TLS with `tls`) with `Connection: close`; (status, body)."""
     request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode()
     chunks = []
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as raw:
+        sock = client_context().wrap_socket(raw, server_hostname="localhost") if tls else raw
         sock.sendall(request)
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
+        try:
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        except ssl.SSLEOFError:  # a TLS peer closing without close_notify after the answer
+            pass
     head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/1.") else 0
     return status, body
+
+
+def start_stream_backend(procs: Procs) -> Backend:
+    """Start `stream_backend.py` (a chunked answer, 10 pieces 5 ms apart) on the load core."""
+    port = free_port()
+    script = Path(__file__).with_name("stream_backend.py")
+    proc = procs.start("stream-backend", [sys.executable, str(script), "--port", str(port)], LOAD_CPU)
+    wait_port(proc, port, READY_DEADLINE_S)
+    return Backend("stream", port, proc)
 
 
 def backend_requests(backend: Backend) -> int:
@@ -140,9 +167,16 @@ def backend_requests(backend: Backend) -> int:
 
 # One thread, as pylb runs one worker here. http mode: keep-alive on both sides with backend
 # connections shared between clients (http-reuse always) and X-Forwarded-For added, the work pylb
-# does too. Both modes: splice-auto (kernel splicing once a buffer fills, i.e. for bodies, not for
-# small responses), since pylb splices large bodies (and its tcp mode is meant to): bulk figures
-# are compared with HAProxy splicing, as the design says (ARCHITECTURE.md, Performance).
+# does too. Splicing: `auto` (kernel splicing once a buffer fills, i.e. for bodies, not for
+# small responses), since pylb splices large bodies (and its tcp mode does): bulk figures are
+# compared with HAProxy splicing, as the design says (ARCHITECTURE.md, Performance); `forced`
+# (splice-request and splice-response: every transfer spliced, whatever its size), HAProxy's
+# fastest bulk relay, for `tcp_bulk`.
+# TLS: `ssl crt` with the same PEM as pylb's --ssl-cert, ALPN http/1.1 as pylb offers, and
+# otherwise HAProxy's defaults: TLS 1.2-1.3, the OpenSSL default groups and TLS 1.3 suites (the
+# ones pylb's Python context has), session tickets on (as Python's are). `tls.probe` checks
+# that both proxies negotiate the same, and the report says so.
+# `stats socket`: `show info` tells whether HAProxy spliced (pipes) and resumed TLS sessions.
 # `no strict-limits`: HAProxy wants 2 fds per maxconn and refuses to start when it cannot raise
 # RLIMIT_NOFILE that far (e.g. a hard limit of 20000 in a container); an idle client holds one
 # fd, so it runs fine below its own estimate.
@@ -151,15 +185,16 @@ global
     nbthread 1
     maxconn {maxconn}
     no strict-limits
+    stats socket {stats} mode 600 level admin
 
 defaults
     mode {mode}
     timeout connect 5s
     timeout client 120s
     timeout server 120s
-{mode_options}
+{mode_options}{splice_options}
 frontend bench
-    bind 127.0.0.1:{port}
+    bind 127.0.0.1:{port}{bind_options}
     maxconn {maxconn}
     default_backend backends
 
@@ -168,25 +203,72 @@ backend backends
 {servers}
 """
 _HAPROXY_MODE_OPTIONS = {
-    "http": "    timeout http-keep-alive 120s\n    option forwardfor\n    http-reuse always\n    option splice-auto\n",
-    "tcp": "    option splice-auto\n",
+    "http": "    timeout http-keep-alive 120s\n    option forwardfor\n    http-reuse always\n",
+    "tcp": "",
+}
+_HAPROXY_SPLICE_OPTIONS = {
+    "auto": "    option splice-auto\n",
+    "forced": "    option splice-request\n    option splice-response\n",
 }
 
 
-def haproxy_argv(tmp: Path, mode: Mode, port: int, backends: list[Backend]) -> list[str]:
-    """Write the HAProxy config for `mode` into `tmp`; return the command that runs it."""
-    servers = "\n".join(f"    server {b.name} 127.0.0.1:{b.port}" for b in backends)
-    conf = tmp / f"haproxy-{mode}.cfg"
-    conf.write_text(
-        _HAPROXY_CONF.format(
-            mode=mode,
-            mode_options=_HAPROXY_MODE_OPTIONS[mode],
-            port=port,
-            servers=servers,
-            maxconn=MAXCONN,
-        )
+@dataclass(frozen=True)
+class Frontend:
+    """How a proxy under test listens: its mode, the TLS it terminates, HAProxy's splicing."""
+
+    mode: Mode = "http"
+    cert: Path | None = None  # terminate TLS with this PEM file (key and certificate)
+    splice: Splice = "auto"  # HAProxy only: pylb decides for itself when to splice
+
+    @property
+    def tls(self) -> bool:
+        return self.cert is not None
+
+
+def haproxy_stats_socket(tmp: Path, port: int) -> Path:
+    return tmp / f"haproxy-{port}.sock"
+
+
+def haproxy_config(tmp: Path, frontend: Frontend, port: int, backends: list[Backend]) -> str:
+    """The HAProxy configuration for `frontend` on `port`, forwarding to `backends`."""
+    if frontend.tls and frontend.mode != "http":
+        raise ValueError("TLS is terminated in http mode only")
+    bind_options = f" ssl crt {frontend.cert} alpn http/1.1" if frontend.cert is not None else ""
+    return _HAPROXY_CONF.format(
+        mode=frontend.mode,
+        mode_options=_HAPROXY_MODE_OPTIONS[frontend.mode],
+        splice_options=_HAPROXY_SPLICE_OPTIONS[frontend.splice],
+        port=port,
+        bind_options=bind_options,
+        stats=haproxy_stats_socket(tmp, port),
+        servers="\n".join(f"    server {b.name} 127.0.0.1:{b.port}" for b in backends),
+        maxconn=MAXCONN,
     )
+
+
+def haproxy_argv(tmp: Path, frontend: Frontend, port: int, backends: list[Backend]) -> list[str]:
+    """Write the HAProxy config for `frontend` into `tmp`; return the command that runs it."""
+    tls = "-tls" if frontend.tls else ""
+    conf = tmp / f"haproxy-{frontend.mode}{tls}-{frontend.splice}-{port}.cfg"
+    conf.write_text(haproxy_config(tmp, frontend, port, backends))
     return ["haproxy", "-db", "-f", str(conf)]
+
+
+def haproxy_info(tmp: Path, port: int) -> dict[str, str]:
+    """HAProxy's `show info` (name -> value) from the stats socket of the instance on `port`."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(STATS_TIMEOUT_S)
+        sock.connect(str(haproxy_stats_socket(tmp, port)))
+        sock.sendall(b"show info\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    info = {}
+    for line in data.decode(errors="replace").splitlines():
+        name, sep, value = line.partition(":")
+        if sep:
+            info[name.strip()] = value.strip()
+    return info
 
 
 # ---- pylb ----------------------------------------------------------------------------------
@@ -226,10 +308,13 @@ def pylb_env() -> dict[str, str]:
     return env
 
 
-def pylb_argv(info: PylbInfo, mode: Mode, port: int, backends: list[Backend]) -> list[str]:
-    """The pylb command template: one worker, roundrobin over `backends`, HAProxy's maxconn."""
-    bind = f"127.0.0.1:{port}" if mode == "http" else f"tcp://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "pylb", "--bind", bind]
+def pylb_argv(info: PylbInfo, frontend: Frontend, port: int, backends: list[Backend]) -> list[str]:
+    """The pylb command template: one worker, roundrobin over `backends`, HAProxy's maxconn; with
+    TLS, an https listener and `--ssl-cert` (pylb's TLS defaults otherwise)."""
+    scheme = "tcp://" if frontend.mode == "tcp" else "https://" if frontend.tls else ""
+    cmd = [sys.executable, "-m", "pylb", "--bind", f"{scheme}127.0.0.1:{port}"]
+    if frontend.cert is not None:
+        cmd += ["--ssl-cert", str(frontend.cert)]
     for backend in backends:
         cmd += ["--backend", f"127.0.0.1:{backend.port}"]
     cmd += ["--balance", "roundrobin"]
@@ -247,30 +332,31 @@ def start_proxy(
     procs: Procs,
     tmp: Path,
     proxy: str,
-    mode: Mode,
+    frontend: Frontend,
     backends: list[Backend],
     pylb: PylbInfo,
 ) -> tuple[Proc, int]:
-    """Start `proxy` ("haproxy" or "pylb") in `mode` on a free port, pinned to the proxy core.
+    """Start `proxy` ("haproxy" or "pylb") listening as `frontend` on a free port, pinned to the proxy core.
 
     Returns the process and its port once the port accepts connections. Raises ProxyUnavailable
     when pylb exits at once with the usage exit code in tcp mode, StartError on any other failure.
     """
     port = free_port()
     if proxy == "haproxy":
-        argv, env = haproxy_argv(tmp, mode, port, backends), None
+        argv, env = haproxy_argv(tmp, frontend, port, backends), None
     elif proxy == "pylb":
         if not pylb.available:
             raise ProxyUnavailable(f"pylb not available: {pylb.reason}")
-        argv, env = pylb_argv(pylb, mode, port, backends), pylb_env()
+        argv, env = pylb_argv(pylb, frontend, port, backends), pylb_env()
     else:
         raise ValueError(f"unknown proxy {proxy!r}")
-    proc = procs.start(f"{proxy}-{mode}", argv, PROXY_CPU, env=env, cwd=REPO_ROOT)
+    label = f"{proxy}-{frontend.mode}{'-tls' if frontend.tls else ''}"
+    proc = procs.start(label, argv, PROXY_CPU, env=env, cwd=REPO_ROOT)
     try:
         wait_port(proc, port, READY_DEADLINE_S)
     except StartError as exc:
         procs.stop(proc)
-        if proxy == "pylb" and mode == "tcp" and exc.returncode == EXIT_USAGE:
+        if proxy == "pylb" and frontend.mode == "tcp" and exc.returncode == EXIT_USAGE:
             raise ProxyUnavailable("pylb: tcp mode not available") from exc
         raise StartError(proc.name, f"{exc.message}; log:\n{proc.log_tail()}", exc.returncode) from exc
     return proc, port

@@ -4,14 +4,14 @@ This module only re-exports the public API; ``tests/test_exports.py`` pins it.
 """
 
 from pylb.api import open_balancer
-from pylb.config import Bind, Config
+from pylb.config import Config
 from pylb.core.errors import ConfigError, ProxyError
 from pylb.core.health import HealthCheck
-from pylb.core.models import Backend, Route, Service, Snapshot, TcpPort
+from pylb.core.models import Backend, Bind, Route, Service, Snapshot, TcpPort
 from pylb.core.pool import Pool, SwapResult
+from pylb.core.record import RequestRecord
 from pylb.core.routing import parse_virtual_host
 from pylb.core.timeouts import Timeouts
-from pylb.net.httpproxy import RequestRecord
 from pylb.net.server import Balancer, BindError, BoundAddress, serve
 
 __version__ = "0.1.0"

@@ -7,35 +7,63 @@ library installs no signal handler and configures no logging).
 
 from __future__ import annotations
 
+import os
 import ssl
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
+import sniffio
 import trio
 
-from pylb.config import Bind, Config, _parse_networks
+from pylb.config import Config, _parse_networks
 from pylb.core.errors import ConfigError
+from pylb.core.exchange import Observer
 from pylb.core.health import HealthCheck
-from pylb.core.models import Backend, parse_balance
+from pylb.core.models import Backend, Bind, parse_balance
 from pylb.core.timeouts import Timeouts
-from pylb.net.httpproxy import Observer
 from pylb.net.server import Balancer
-from pylb.tls import CertBundle, parse_pem_bundle
+from pylb.tls import CertBundle, bundle_from_file, parse_pem_bundle
+
+
+def require_trio(what: str, way_in: str = "run_balancer") -> None:
+    """Raise one clear RuntimeError when ``what`` is called outside trio (from
+    asyncio, curio, or no event loop), naming the way in that works there."""
+    try:
+        trio.lowlevel.current_trio_token()
+        return
+    except RuntimeError:
+        pass
+    try:
+        library = sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
+        library = "no event loop"
+    raise RuntimeError(
+        f"{what} runs under trio, not {library}: from asyncio or synchronous code use "
+        f"`with pylb.testing.{way_in}(...)` (it runs trio in a thread of its own)"
+    )
 
 
 def _tls_material(tls: object) -> tuple[ssl.SSLContext | None, CertBundle | None]:
-    """Accept what a test has at hand: a context, PEM, or trustme objects."""
+    """Accept what a test has at hand: a context, PEM text or bytes, a path to
+    a PEM file, or trustme objects (a CA, a leaf, a Blob)."""
     if tls is None or isinstance(tls, ssl.SSLContext):
         return tls, None
     if hasattr(tls, "issue_cert"):  # a trustme CA
         tls = tls.issue_cert("localhost", "127.0.0.1", "::1")
     pem = getattr(tls, "private_key_and_cert_chain_pem", None)  # a trustme LeafCert
     if pem is not None:
-        tls = pem.bytes()
+        tls = pem
+    if hasattr(tls, "bytes") and hasattr(tls, "write_to_path"):  # a trustme Blob
+        tls = tls.bytes()
     if isinstance(tls, bytes):
         tls = tls.decode("ascii", "replace")
+    if isinstance(tls, os.PathLike) or (isinstance(tls, str) and "-----BEGIN" not in tls and "\n" not in tls):
+        return None, bundle_from_file(tls, "tls")
     if not isinstance(tls, str):
-        raise ConfigError(f"tls: expected an SSLContext, PEM text or a trustme object, not {type(tls).__name__}")
+        raise ConfigError(
+            f"tls: expected an SSLContext, PEM text or bytes, a path to a PEM file, or a trustme CA, "
+            f"LeafCert or Blob, not {type(tls).__name__}"
+        )
     return None, parse_pem_bundle(tls, "tls")
 
 
@@ -60,8 +88,9 @@ async def open_balancer(
 
     ``backends`` are ``Backend`` objects or ``"HOST:PORT[,weight=N]"`` text;
     ``bind`` one or more ``[http[s]://]ADDR:PORT`` (port 0 picks a free port).
-    ``tls`` turns on https: an ``ssl.SSLContext``, PEM text (key and chain),
-    a trustme ``LeafCert``, or a trustme ``CA`` (which then issues a
+    ``tls`` turns on https: an ``ssl.SSLContext``, PEM text or bytes (key and
+    chain), a path to such a PEM file (``str`` or ``pathlib.Path``), a trustme
+    ``LeafCert`` or ``Blob``, or a trustme ``CA`` (which then issues a
     certificate for localhost, 127.0.0.1 and ::1). With ``tls`` and no https
     address in ``bind``, pylb also listens on ``https://127.0.0.1:0``
     (``lb.https_url``). ``health`` sets the active checks (default: a TCP
@@ -72,7 +101,10 @@ async def open_balancer(
     ranges whose PROXY headers are believed, on every listener.
     The yielded Balancer has ``url``, ``urls``, ``set_backends()`` and
     ``statistics()``. Leaving the block closes listeners and connections.
-    Raises ConfigError (or its subclass BindError) for bad input."""
+    Raises ConfigError (or its subclass BindError) for bad input, and
+    RuntimeError outside trio (asyncio and synchronous code use
+    ``pylb.testing.run_balancer``, which runs trio in a thread)."""
+    require_trio("pylb.open_balancer")
     binds = tuple(Bind.parse(b, "bind") for b in ((bind,) if isinstance(bind, str) else bind))
     context, bundle = _tls_material(tls)
     if tls is not None and not any(b.scheme in ("https", "tls") for b in binds):

@@ -26,7 +26,7 @@ import trio
 from pylb import __version__, compat
 from pylb import config as cfg
 from pylb.core.errors import ConfigError
-from pylb.core.models import Backend, parse_balance
+from pylb.core.models import SCHEMES, Backend, Bind, parse_balance
 from pylb.discovery import launch
 from pylb.net.hello import HelloServer
 from pylb.net.server import Balancer
@@ -116,7 +116,7 @@ def _hello_parser() -> argparse.ArgumentParser:
 
 def _run_hello(argv: Sequence[str]) -> int:
     args = _hello_parser().parse_args(argv)
-    bind = cfg.Bind.parse(args.bind, "--bind")
+    bind = Bind.parse(args.bind, "--bind")
     delay = _parse_delay(args.delay)
     server = HelloServer(args.name, delay)
     try:
@@ -135,7 +135,7 @@ def _run_hello(argv: Sequence[str]) -> int:
     return 0
 
 
-async def _start_hello(server: HelloServer, bind: cfg.Bind, *, task_status: trio.TaskStatus[int]) -> None:
+async def _start_hello(server: HelloServer, bind: Bind, *, task_status: trio.TaskStatus[int]) -> None:
     await server.run(bind.host, bind.port, task_status=task_status)
 
 
@@ -163,7 +163,7 @@ def _run_demo(argv: Sequence[str]) -> int:
     parser.add_argument("--balance", default="roundrobin", help="roundrobin or leastconn")
     args = parser.parse_args(argv)
     count = cfg._parse_int(1, 64)(args.backends, "--backends")
-    bind = cfg.Bind.parse(args.bind, "--bind")
+    bind = Bind.parse(args.bind, "--bind")
     balance = parse_balance(args.balance, "--balance")
     names: dict[tuple[str, int], str] = {}
     lb = Balancer(cfg.Config(binds=(bind,), balance=balance), observer=access_logger(names))
@@ -213,7 +213,7 @@ def _healthcheck_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _own_listener(environ: Mapping[str, str], pid1: Sequence[str] | None = None) -> cfg.Bind:
+def _own_listener(environ: Mapping[str, str], pid1: Sequence[str] | None = None) -> Bind:
     """The first listener of the pylb in this container: PID 1's own flags
     when PID 1 is pylb (``pylb hello --bind ...`` too), else the environment
     (PYLB_BIND's first address, MODE), else port 80."""
@@ -238,13 +238,13 @@ def _own_listener(environ: Mapping[str, str], pid1: Sequence[str] | None = None)
         return None
 
     if args and args[0] in ("hello", "demo"):
-        return cfg.Bind.parse(flag("--bind") or ("0.0.0.0:80" if args[0] == "hello" else "127.0.0.1:8080"))
+        return Bind.parse(flag("--bind") or ("0.0.0.0:80" if args[0] == "hello" else "127.0.0.1:8080"))
     mode = flag("--mode") or environ.get("MODE", "").strip() or "http"
     binds = environ.get("PYLB_BIND", "").replace(";", " ").split()
     text = flag("--bind") or (binds[0] if binds else "0.0.0.0:80")
-    bind = cfg.Bind.parse(text, "--bind" if flag("--bind") else "PYLB_BIND")
+    bind = Bind.parse(text, "--bind" if flag("--bind") else "PYLB_BIND")
     if bind.implicit and mode == "tcp":
-        return cfg.Bind("tcp", bind.host, bind.port)
+        return Bind("tcp", bind.host, bind.port)
     return bind
 
 
@@ -260,7 +260,7 @@ def _healthcheck_target(url: str | None, environ: Mapping[str, str]) -> tuple[st
         port = parts.port or cfg.DEFAULT_PORTS.get(scheme)
     except ValueError:
         port = None
-    if scheme not in cfg.SCHEMES or not parts.hostname or port is None:
+    if scheme not in SCHEMES or not parts.hostname or port is None:
         raise ConfigError(f"--url: {url!r} is not http[s]://HOST[:PORT][/PATH] nor tcp|tls://HOST:PORT")
     return scheme, parts.hostname, port, parts.path or "/"
 

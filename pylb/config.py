@@ -23,49 +23,21 @@ from pylb.core.health import HealthCheck
 from pylb.core.models import (
     DEFAULT_SERVICE,
     Backend,
+    Bind,
     PortSet,
     Route,
     Service,
     Snapshot,
     parse_balance,
-    split_host_port,
 )
 from pylb.core.routing import RouteSpec, parse_route_flag
 from pylb.core.timeouts import Timeouts, parse_duration
+from pylb.net.settings import Settings
 from pylb.tls import CertBundle, bundle_from_file, bundles_from_folder, parse_pem_bundle
 
-SCHEMES = ("http", "https", "tcp", "tls")
 MODES = ("http", "tcp")
 DISCOVERY_MODES = ("docker", "swarm", "links", "auto", "none")
 DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-@dataclass(frozen=True, slots=True)
-class Bind:
-    """A listening address: ``[SCHEME://]ADDR:PORT``."""
-
-    scheme: str
-    host: str
-    port: int
-    implicit: bool = field(default=False, compare=False)  # no scheme given: MODE decides
-
-    @classmethod
-    def parse(cls, text: str, what: str = "--bind") -> Bind:
-        """``[SCHEME://]ADDR:PORT``; schemes: http, https, tcp, tls (TCP with
-        TLS terminated). Without a scheme, MODE's (http unless MODE=tcp)."""
-        scheme, sep, rest = text.strip().partition("://")
-        if not sep:
-            scheme, rest = "http", text.strip()
-        if scheme not in SCHEMES:
-            raise ConfigError(f"{what}: unknown scheme {scheme!r} in {text!r} (use: {', '.join(SCHEMES)})")
-        if rest.isdigit():
-            rest = f"0.0.0.0:{rest}"
-        host, port = split_host_port(rest, what)
-        return cls(scheme, host, port, implicit=not sep)
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}:{self.port}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +129,26 @@ class Config:
             if bind.scheme in ("https", "tls") and not self.certificates:
                 raise ConfigError(f"--bind {bind}: no certificate for https (set SSL_CERT or pass --ssl-cert FILE)")
         return self
+
+    def settings(self) -> Settings:
+        """What the data plane runs with (``pylb.net.settings``)."""
+        return Settings(
+            listeners=self.listeners,
+            certificates=self.certificates,
+            snapshot=self.snapshot(),
+            balance=self.balance,
+            timeouts=self.timeouts,
+            maxconn=self.maxconn,
+            retries=self.retries,
+            force_ssl=self.force_ssl,
+            hsts_max_age=self.hsts_max_age,
+            health=self.health,
+            send_proxy=self.send_proxy,
+            accept_proxy=self.accept_proxy,
+            tcp_drain=self.tcp_drain,
+            tcp_ports=self.tcp_ports,
+            lanes=self.lanes,
+        )
 
     def with_changes(self, **changes: Any) -> Config:
         return replace(self, **changes)

@@ -15,7 +15,7 @@ from typing import Protocol
 
 import trio
 
-from pylb.net.httpproxy import RequestRecord
+from pylb.core.record import RequestRecord
 
 log = logging.getLogger("pylb")
 

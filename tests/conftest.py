@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import pytest
+
 
 @dataclass
 class Running:
@@ -90,3 +92,28 @@ def run_pylb(*args: str, env: dict[str, str] | None = None) -> Iterator[Running]
                 proc.wait()
         assert proc.stderr is not None
         proc.stderr.close()
+
+
+# -- the two drivers of the HTTP exchange machine -------------------------------------------------
+
+DRIVERS = ("lane", "task")
+
+
+@pytest.fixture(params=DRIVERS)
+def driver(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test once per driver of the exchange machine: ``lane`` (the
+    readiness loop, with tasks for what it hands over) and ``task`` (a task
+    per connection, the loop off: ``--lanes false``). Modules that hold HTTP
+    semantics say ``pytestmark = pytest.mark.usefixtures("driver")``, so a
+    behaviour cannot differ between the two."""
+    import pylb.net.server
+
+    if request.param == "task":
+        original = pylb.net.server.Balancer.__init__
+
+        def without_lanes(self: pylb.net.server.Balancer, *args: object, **kwargs: object) -> None:
+            kwargs["fast_lane"] = False
+            original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(pylb.net.server.Balancer, "__init__", without_lanes)
+    return str(request.param)

@@ -15,6 +15,8 @@ from pylb.core.routing import parse_virtual_host
 from pylb.testing import open_hellos
 from tests.conftest import run_pylb
 
+pytestmark = pytest.mark.usefixtures("driver")  # the semantics hold on both drivers
+
 
 async def exchange(port: int, raw: bytes, responses: int = 1) -> list[tuple[bytes, bytes]]:
     """Send raw bytes on one connection; return (status line, body) of each response."""

@@ -3,10 +3,13 @@
 pylb runs as a real process (so its peak RSS is its own); the backend is an
 in-process ``pylb hello`` and the client a raw trio stream."""
 
+import pytest
 import trio
 
 from pylb.testing import open_hello
 from tests.conftest import run_pylb
+
+pytestmark = pytest.mark.usefixtures("driver")  # the semantics hold on both drivers
 
 GIB = 1 << 30
 RSS_LIMIT_KIB = 96 * 1024  # an idle pylb is about 30 MiB; buffers must not grow with the body

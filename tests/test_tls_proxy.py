@@ -16,6 +16,8 @@ import pylb
 from pylb.testing import open_hello
 from tests.conftest import run_pylb
 
+pytestmark = pytest.mark.usefixtures("driver")  # the semantics hold on both drivers
+
 
 @pytest.fixture(scope="module")
 def ca() -> trustme.CA:

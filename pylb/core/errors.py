@@ -43,6 +43,10 @@ class UriTooLong(BadRequest):
     reason = "URI Too Long"
 
 
+class ProxyProtocolError(BadRequest):
+    """A trusted source's PROXY protocol header is missing or malformed."""
+
+
 class BadGateway(ProxyError):
     """The backend failed or answered something that is not valid HTTP."""
 
@@ -72,3 +76,18 @@ class ConnectFailed(BadGateway):
 class ConnectTimeout(GatewayTimeout):
     """Connecting to the backend took longer than the connect timeout:
     nothing was sent, so the request may go to another backend."""
+
+
+class RequestTimeout(BadRequest):
+    """The client did not send a whole request head in time (slowloris)."""
+
+    status = 408
+    reason = "Request Timeout"
+
+
+class NoAnswer(BadGateway):
+    """A backend connection closed or reset before the first byte of an
+    answer: a backend going away (its listener closed after the kernel had
+    accepted the connection), or a reused connection it had closed while
+    idle. A request that may be replayed goes to another connection or
+    backend."""

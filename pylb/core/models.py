@@ -17,6 +17,7 @@ from pylb.core.errors import ConfigError
 from pylb.core.health import HealthCheck
 
 BALANCE_ALGORITHMS = ("roundrobin", "leastconn", "source")
+SCHEMES = ("http", "https", "tcp", "tls")  # of listeners (Bind)
 DEFAULT_SERVICE = "default"
 
 
@@ -137,6 +138,34 @@ class Route:
     priority: int = 0
     scheme: str | None = None
     port: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Bind:
+    """A listening address: ``[SCHEME://]ADDR:PORT``."""
+
+    scheme: str
+    host: str
+    port: int
+    implicit: bool = field(default=False, compare=False)  # no scheme given: MODE decides
+
+    @classmethod
+    def parse(cls, text: str, what: str = "--bind") -> Bind:
+        """``[SCHEME://]ADDR:PORT``; schemes: http, https, tcp, tls (TCP with
+        TLS terminated). Without a scheme, MODE's (http unless MODE=tcp)."""
+        scheme, sep, rest = text.strip().partition("://")
+        if not sep:
+            scheme, rest = "http", text.strip()
+        if scheme not in SCHEMES:
+            raise ConfigError(f"{what}: unknown scheme {scheme!r} in {text!r} (use: {', '.join(SCHEMES)})")
+        if rest.isdigit():
+            rest = f"0.0.0.0:{rest}"
+        host, port = split_host_port(rest, what)
+        return cls(scheme, host, port, implicit=not sep)
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
 
 
 @dataclass(frozen=True, slots=True, order=True)

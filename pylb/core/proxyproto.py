@@ -14,7 +14,7 @@ import ipaddress
 import struct
 from typing import NamedTuple
 
-from pylb.core.errors import BadRequest
+from pylb.core.errors import ProxyProtocolError
 
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 V1_MAX = 107
@@ -26,10 +26,6 @@ class ProxyHeader(NamedTuple):
     source: tuple[str, int] | None
     destination: tuple[str, int] | None
     length: int
-
-
-class ProxyProtocolError(BadRequest):
-    pass
 
 
 def encode_v1(source: tuple[str, int], destination: tuple[str, int]) -> bytes:

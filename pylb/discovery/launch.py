@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sized
 from dataclasses import dataclass
+from typing import Protocol
 
 import trio
 
-from pylb.config import Config
 from pylb.core.errors import ConfigError
+from pylb.core.health import HealthCheck
 from pylb.discovery.docker_build import DockerOptions
 from pylb.discovery.docker_watch import DockerWatcher, Target
 from pylb.discovery.engine import (
@@ -46,8 +47,32 @@ _NO_BACKENDS = (
 )
 
 
-def resolve_mode(config: Config, explicit: bool) -> str:
-    """The provider to run: ``none``, ``docker``, ``links`` or ``auto``.
+class Wanted(Protocol):
+    """What discovery is asked to do (``pylb.Config`` is such a thing; this
+    package reads these and nothing else of the configuration)."""
+
+    @property
+    def discover(self) -> str | None: ...
+    @property
+    def backends(self) -> Sized: ...
+    @property
+    def routes(self) -> Sized: ...
+    @property
+    def network(self) -> str | None: ...
+    @property
+    def use_published_ports(self) -> bool: ...
+    @property
+    def expose_all(self) -> bool: ...
+    @property
+    def balance(self) -> str: ...
+    @property
+    def swarm_poll(self) -> float: ...
+    @property
+    def health(self) -> HealthCheck: ...
+
+
+def resolve_mode(config: Wanted, explicit: bool) -> str:
+    """The provider to run: ``none``, ``docker``, ``swarm``, ``links`` or ``auto``.
 
     ``explicit``: ``--discover`` was on the command line (not only in
     ``PYLB_DISCOVER``). Static backends or routes turn discovery off, unless
@@ -122,7 +147,7 @@ class Provider:
     """A chosen, checked provider: ``kind`` is ``none``, ``docker``, ``swarm`` or ``links``."""
 
     kind: str
-    config: Config
+    config: Wanted
     environ: Mapping[str, str]
 
     @property
@@ -160,7 +185,7 @@ class Provider:
         await watcher.run()
 
 
-async def prepare(mode: str, config: Config, environ: Mapping[str, str] | None = None) -> Provider:
+async def prepare(mode: str, config: Wanted, environ: Mapping[str, str] | None = None) -> Provider:
     """Check and choose the provider for ``mode`` (``resolve_mode``'s answer).
     Raises ConfigError when it cannot run."""
     environ = dict(os.environ if environ is None else environ)

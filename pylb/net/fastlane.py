@@ -1,63 +1,58 @@
-"""The fast lane: small keep-alive HTTP exchanges driven by one readiness loop.
+"""The readiness-loop driver of the HTTP exchange machine.
 
 Owns: one ``select.epoll`` set with edge-triggered registrations kept for the
-life of each socket (plain-HTTP client connections, and the backend
-connections it has used); the task that waits on that set through trio, once
-per batch of events; and the plain callbacks that serve, with no task switch
-per event, the common request: a complete head with no body (or a body
-already buffered), routed and balanced by the pool as usual, sent on an idle
-keep-alive backend connection, answered by a response whose head and
-Content-Length body arrive within ``FAST_RESPONSE`` bytes.
+life of each socket (client connections of HTTP and HTTPS listeners, the
+backend connections they use, dials in progress); the task that waits on
+that set through trio, once per batch of events; for each ready socket,
+reading and writing with plain calls (``os.read``/``os.write`` by file
+descriptor, TLS through a ``TlsSession``), feeding what happened to the
+connection's ``Exchange`` and doing what it answers; non-blocking dials to
+backends named by an IP address. When the machine asks for what a task does
+better (a request body to stream, a bulk body to splice, a tunnel, a dial
+that needs a name resolved), the connection goes to a task
+(``httptask.ClientConnection``) with its machine as it is, and comes back
+between requests.
 
-Everything else is handed, with the bytes already read, to the
-per-connection path (``httpproxy.ClientConnection``) in a task of its own:
-heads it does not take (errors included: that path answers them), bodies not
-all here or chunked, CONNECT and Upgrade, FORCE_SSL redirects, no backend
-(503), no idle backend connection (dial), a stale or busy one, 1xx, responses
-not framed by a Content-Length that fits. That path gives the connection
-back (``take_back``) after a request that left it open.
-
-Must not know: how backends are chosen (the pool), how the per-connection
-path finishes a request, TLS, PROXY headers, TCP mode.
+Must not know: any protocol rule (when to replay, keep alive, time out,
+answer an error: the machine's), how backends are chosen, PROXY headers,
+TCP mode.
 
 Invariants: a client connection is served either here or by its task, never
-both (it leaves the epoll set before it is handed over); a backend connection
-is read here only while a request of this lane owns it; counters,
-X-Forwarded-* headers, access-log records, timeouts and drain are what the
-per-connection path gives the same request.
+both (it leaves the epoll set before it is handed over); a backend
+connection is read here only while an exchange of this loop owns it; every
+readiness edge is either consumed (read until EAGAIN) or remembered
+(``client_ready``/``backend_ready``) until the machine wants those bytes; no
+write is pending when a connection is handed over.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import ipaddress
 import logging
 import os
 import select
 import socket as stdsocket
+import ssl
 from collections.abc import Callable
-from typing import TypeVar
 
 import trio
 from trio.lowlevel import notify_closing, wait_readable
 
-from pylb.core.errors import BadGateway, GatewayTimeout, ProxyError
-from pylb.core.http1 import LENGTH, MAX_HEAD, NO_BODY, Head, find_head_end, parse_request, parse_response
-from pylb.core.models import Backend
-from pylb.core.policy import error_response, forwarded_suffix, request_head_out, response_head_out
-from pylb.core.state import BackendState
-from pylb.net.httpproxy import IDEMPOTENT, ClientConnection, Handoff, HttpContext, RequestRecord, RequestTimeout
+from pylb.core import exchange as ex
+from pylb.core.errors import ConnectFailed
+from pylb.net.httptask import ClientConnection
 from pylb.net.stream import _LINGER_RESET, RECEIVE_SIZE, FastStream
 from pylb.net.timers import Watchdog
+from pylb.net.tlsconn import TlsError, TlsSession, TlsStream
 from pylb.net.upstream import Upstream, UpstreamConn, closed_by_peer
 
 log = logging.getLogger("pylb")
-_K = TypeVar("_K", bytes, tuple[bytes, bytes])
 
-FAST_RESPONSE = 64 * 1024  # larger responses are relayed (streamed) by the per-connection path
 MAX_PIPELINED = 64 * 1024  # client bytes buffered while a request is in flight; then reading pauses
+READ_AHEAD = 64 * 1024  # backend bytes read per round; then the client's write comes first
 BATCH = 256  # events taken per epoll call
-HEAD_CACHE = 512  # parsed heads remembered (per kind); all forgotten when full
-HEAD_CACHE_BYTES = 2048  # longer heads are parsed every time (they seldom repeat)
 
 _IN = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET
 _OUT = _IN | select.EPOLLOUT
@@ -66,67 +61,50 @@ _READABLE = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLE
 # a FIN that came with the last data raises no event of its own).
 _HANGUP = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
 
-# Where a client connection of the lane is.
-IDLE, HEAD, WAIT, SEND, GONE = 0, 1, 2, 3, 4
+_READ_CLIENT, _DIAL, _SEND_BACKEND, _READ_BACKEND = ex.READ_CLIENT, ex.DIAL, ex.SEND_BACKEND, ex.READ_BACKEND
+_SEND_CLIENT, _CLOSE, _NOTHING = ex.SEND_CLIENT, ex.CLOSE, ex.NOTHING
 
 
 class _Client:
-    """One client connection served by the lane (and, while a request is in
-    flight, that request)."""
+    """One client connection served by the loop, with its exchange machine."""
 
     __slots__ = (
-        "backend",
-        "body",
-        "buf",
-        "conn",
-        "ctx",
-        "deadline",
-        "eof",
+        "backend_end",
+        "backend_ready",
+        "bout",
+        "client_ready",
+        "cout",
+        "dialing",
         "fd",
-        "head",
-        "ip",
-        "keep",
+        "gone",
         "lane",
-        "out",
-        "out_len",
-        "paused",
-        "replayable",
-        "sent",
-        "service",
         "sock",
-        "start",
-        "state",
-        "stage",
-        "status",
-        "suffix",
+        "tls",
+        "x",
     )
 
-    def __init__(self, lane: FastLane, sock: stdsocket.socket, ctx: HttpContext, ip: bytes, suffix: bytes) -> None:
+    def __init__(self, lane: FastLane, sock: stdsocket.socket, x: ex.Exchange, tls: TlsSession | None) -> None:
         self.lane = lane
         self.sock = sock
         self.fd = sock.fileno()
-        self.ctx = ctx
-        self.ip = ip
-        self.suffix = suffix
-        self.buf = b""
-        self.out = b""
-        self.out_len = 0
-        self.stage = IDLE
-        self.deadline = 0.0
-        self.eof = False
-        self.paused = False
-        self.keep = False
-        self.sent = 0
-        # the request in flight
-        self.head: Head | None = None
-        self.body = b""
-        self.service = ""
-        self.state: BackendState | None = None
-        self.backend: Backend | None = None
-        self.conn: UpstreamConn | None = None
-        self.replayable = False
-        self.start = 0.0
-        self.status = 0
+        self.x = x
+        self.tls = tls
+        self.cout = b""  # bytes for the client the socket did not take yet (then EPOLLOUT)
+        self.bout = b""  # bytes for the backend, likewise
+        self.client_ready = False  # the client may have sent more than was read
+        self.backend_ready = False  # the backend may have sent more than was read
+        self.backend_end = 0  # the backend's EOF (1) or reset (2), read but not yet told: after the bytes before it
+        self.dialing: stdsocket.socket | None = None
+        self.gone = False
+
+    @property
+    def deadline(self) -> float:
+        """Read by the watchdog (the machine's)."""
+        return self.x.deadline
+
+    @deadline.setter
+    def deadline(self, value: float) -> None:
+        self.x.deadline = value
 
     @property
     def scope(self) -> _Client:
@@ -137,11 +115,11 @@ class _Client:
         self.lane.expire(self)
 
     def __repr__(self) -> str:
-        return f"<fast-lane client {self.ip.decode()} fd={self.fd} stage={self.stage}>"
+        return f"<fast-lane client fd={self.fd}{' tls' if self.tls else ''} {self.x!r}>"
 
 
 class FastLane:
-    """The readiness loop shared by a balancer's plain-HTTP listeners.
+    """The readiness loop shared by a balancer's HTTP and HTTPS listeners.
     ``closed`` is called once for each client connection that ends (here or
     in a task it was handed to)."""
 
@@ -153,29 +131,29 @@ class FastLane:
         self._nursery: trio.Nursery | None = None
         self._clients: dict[int, _Client] = {}
         self._backends: dict[int, UpstreamConn] = {}  # registered backend connections, by fd
-        self._waiting: dict[int, _Client] = {}  # backend fd -> the client whose response it carries
-        # Heads seen before, parsed: a backend sends the same response head
-        # (Date aside) and a client often the same request head, again and again.
-        self._request_heads: dict[bytes, Head] = {}
-        self._response_heads: dict[tuple[bytes, bytes], Head] = {}
-        self.requests = 0
+        self._owner: dict[int, _Client] = {}  # backend (or dialing) fd -> the client using it
+        self.requests = 0  # answers this loop finished writing
         self.handoffs = 0
         self.taken_back = 0
         self.wakeups = 0
+        self.handshakes = 0
+        self.dials = 0
 
     def statistics(self) -> dict[str, int]:
         return {
             "clients": len(self._clients),
-            "in_flight": len(self._waiting),
+            "in_flight": sum(1 for c in self._clients.values() if c.x.state > ex.HEAD),
             "requests": self.requests,
             "handoffs": self.handoffs,
             "taken_back": self.taken_back,
             "wakeups": self.wakeups,
+            "handshakes": self.handshakes,
+            "dials": self.dials,
         }
 
     def __repr__(self) -> str:
         s = self.statistics()
-        return f"<FastLane clients={s['clients']} requests={s['requests']} handoffs={s['handoffs']}>"
+        return f"<FastLane clients={s['clients']} handoffs={s['handoffs']} taken_back={s['taken_back']}>"
 
     # ---- the loop ---------------------------------------------------------------------------
 
@@ -201,62 +179,59 @@ class FastLane:
         finally:
             self._ep = None
             for client in list(self._clients.values()):
-                self._release(client, failed=False)
-                self._close(client)
+                self._lost(client)
             ep.close()
 
     def _dispatch(self, fd: int, ev: int) -> None:
-        client = self._clients.get(fd)
+        c = self._clients.get(fd)
         try:
-            if client is not None:
-                if ev & select.EPOLLOUT and client.out:
-                    self._flush(client)
-                if ev & _READABLE and client.stage != GONE:
-                    self._read(client, bool(ev & _HANGUP))
+            if c is not None:
+                if ev & select.EPOLLOUT and c.cout:
+                    self._flush_client(c)
+                if ev & _READABLE and not c.gone:
+                    self._client_readable(c, bool(ev & _HANGUP))
                 return
-            client = self._waiting.get(fd)
-            if client is not None:
-                self._response(client, bool(ev & _HANGUP))
+            c = self._owner.get(fd)
+            if c is not None:
+                self._backend_event(c, fd, ev)
                 return
             conn = self._backends.get(fd)
             if conn is not None:
                 self._stray(fd, conn)
         except Exception:
             log.exception("internal error in the fast lane; connection closed")
-            if client is not None:
-                self._release(client, failed=False)
-                self._close(client)
+            if c is not None:
+                self._lost(c)
 
     # ---- client connections -----------------------------------------------------------------
 
-    def adopt(self, sock: stdsocket.socket, address: tuple[str, int], ctx: HttpContext) -> None:
-        """Serve a newly accepted connection of a plain-HTTP listener."""
+    def adopt(
+        self, sock: stdsocket.socket, address: tuple[str, int], site: ex.Site, tls: ssl.SSLContext | None = None
+    ) -> None:
+        """Serve a newly accepted connection of an HTTP (or, with ``tls``, HTTPS) listener."""
         sock.setblocking(False)
-        ip = address[0]
-        self._attach(_Client(self, sock, ctx, ip.encode(), forwarded_suffix(ip, ctx.proto, ctx.port)))
+        x = ex.Exchange(site, address)
+        c = _Client(self, sock, x, TlsSession(tls) if tls is not None else None)
+        if tls is not None:
+            x.deadline = site.clock.now + site.timeouts.handshake
+        self._attach(c)
 
-    def take_back(self, client: ClientConnection) -> bool:
-        """Serve here again a connection handed over earlier, after a request
-        that kept it open; False when the lane cannot (it is stopping)."""
-        stream = client.stream
-        if self._ep is None or client.ctx.closing or not isinstance(stream, FastStream):
+    def take_back(self, task: ClientConnection) -> bool:
+        """Serve here again a connection handed over earlier, between requests;
+        False when the loop cannot (it is stopping)."""
+        stream = task.stream
+        tls: TlsSession | None = None
+        if isinstance(stream, TlsStream):
+            tls, stream = stream.session, stream.transport_stream
+        if self._ep is None or task.x.site.closing or not isinstance(stream, FastStream):
             return False
         self.taken_back += 1
-        c = _Client(self, stream.sock, client.ctx, client.client_ip, client.suffix)
-        c.buf, c.sent = client.buf, client.sent
-        self._attach(c)
-        if c.buf:
-            try:
-                self._serve_buffered(c)
-            except Exception:
-                log.exception("internal error in the fast lane; connection closed")
-                self._release(c, failed=False)
-                self._close(c)  # counted closed here, once: the task that gave it back does not
+        self._attach(_Client(self, stream.sock, task.x, tls))  # registering reports what arrived meanwhile
         return True
 
     def close_idle(self) -> int:
         """Close connections waiting for a request (drain); return how many."""
-        idle = [c for c in self._clients.values() if c.stage == IDLE and not c.buf]
+        idle = [c for c in self._clients.values() if c.x.state == ex.IDLE and not c.x.buf and not c.cout]
         for c in idle:
             self._close(c)
         return len(idle)
@@ -265,140 +240,337 @@ class FastLane:
         assert self._ep is not None
         self._ep.register(c.fd, _IN)  # reports at once what has arrived already
         self._clients[c.fd] = c
-        c.deadline = self.watchdog.now + c.ctx.timeouts.client
         self.watchdog.watch(c)
 
-    def _read(self, c: _Client, hangup: bool = False) -> None:
-        while True:
-            limited = self._fill(c, hangup)
-            if c.stage <= HEAD:
-                self._serve_buffered(c)
-            if not limited or c.stage == GONE:
-                return
-            if c.stage > HEAD:
-                c.paused = True  # read again once the response is out (edge-triggered: no new event)
-                return
+    def _client_readable(self, c: _Client, hangup: bool) -> None:
+        if c.x.state > ex.HEAD and len(c.x.buf) >= MAX_PIPELINED:
+            c.client_ready = True  # read again once this request is over (edge-triggered: no new event)
+            return
+        self._run(c, self._read_client(c, hangup))
 
-    def _fill(self, c: _Client, hangup: bool = False) -> bool:
-        """Read what the client sent, up to MAX_PIPELINED buffered; True when
-        it stopped there (more may be waiting: no new event will say so).
-        Beyond that, a body is streamed by the per-connection path."""
+    def _read_client(self, c: _Client, hangup: bool = False) -> int:
+        """Read what the client sent (up to MAX_PIPELINED), feed it to the
+        machine; its action."""
+        c.client_ready = False
         fd = c.sock.fileno()  # -1 once closed: EBADF, never another connection's socket
-        while len(c.buf) < MAX_PIPELINED:
+        data = b""
+        eof = False
+        while True:
             try:
-                data = os.read(fd, RECEIVE_SIZE)
+                chunk = os.read(fd, RECEIVE_SIZE)
             except BlockingIOError:
-                return False
+                break
             except OSError:
-                data = b""
+                chunk = b""
+            if not chunk:
+                eof = True
+                break
+            data = data + chunk if data else chunk
+            if len(chunk) < RECEIVE_SIZE and not hangup:
+                break
+            if len(data) >= MAX_PIPELINED:
+                c.client_ready = True  # more may be waiting: no new event will say so
+                break
+        x = c.x
+        tls = c.tls
+        if tls is not None:
+            try:
+                data = self._decrypt(c, tls, data)
+            except TlsError as exc:
+                log.debug("connection from %s: %s", x.client_ip.decode(), exc)
+                x.client_lost()
+                return _CLOSE
+            if c.gone:
+                return _NOTHING
+            eof = eof or tls.eof
+        action = x.client_data(data) if data else _NOTHING
+        if eof:
+            after = x.client_eof()
+            if after != _NOTHING:
+                action = after
+        return action
+
+    def _decrypt(self, c: _Client, tls: TlsSession, data: bytes) -> bytes:
+        if not tls.handshaken:
             if not data:
-                c.eof = True
-                return False
-            c.buf = c.buf + data if c.buf else data
-            if len(data) < RECEIVE_SIZE and not hangup:
-                return False
-        return True
+                return b""
+            out = tls.handshake(data)
+            if out:
+                self._write_client(c, out)
+            if not tls.handshaken or c.gone:
+                return b""
+            self.handshakes += 1
+            x = c.x
+            x.deadline = x.site.clock.now + x.site.timeouts.client
+            data = b""  # application data that came with the client's Finished is in the session
+        plain = tls.decrypt(data)
+        reply = tls.pending()
+        if reply:
+            self._write_client(c, reply)
+        return plain
 
-    def _serve_buffered(self, c: _Client) -> None:
-        if c.buf:
-            self._request(c)
-        if c.stage <= HEAD and c.eof:
-            self._close(c)  # closed between requests (or mid-head): nothing to answer
-
-    def _request(self, c: _Client) -> None:
-        buf = c.buf
-        while buf[:2] == b"\r\n":  # RFC 9112 2.2: ignore leading empty lines
-            buf = buf[2:]
-        c.buf = buf
-        ctx = c.ctx
-        if not buf:
-            if c.stage == HEAD:  # only empty lines after the last request: still idle
-                c.stage, c.deadline = IDLE, self.watchdog.now + ctx.timeouts.client
+    def _write_client(self, c: _Client, data: bytes) -> None:
+        """Write bytes of the TLS layer itself (handshake, replies), in order
+        with whatever waits already."""
+        if c.cout:
+            c.cout += data
             return
-        if c.stage == IDLE:
-            c.stage = HEAD
-            c.deadline = min(c.deadline, self.watchdog.now + ctx.timeouts.request_head)
         try:
-            end = buf.find(b"\r\n\r\n") + 4  # find_head_end's common case, inline
-            if end < 4 or end > MAX_HEAD:
-                end = find_head_end(buf)  # more to come, or an error to raise
-                if end < 0:
+            sent = os.write(c.sock.fileno(), data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            return  # the next read finds it gone
+        if sent < len(data):
+            c.cout = data[sent:]
+            assert self._ep is not None
+            self._ep.modify(c.fd, _OUT)
+
+    def _send_client(self, c: _Client) -> int:
+        x = c.x
+        out = x.out
+        if c.tls is not None:
+            try:
+                out = c.tls.encrypt(out)
+            except TlsError:
+                return x.client_lost()
+        if c.cout:  # TLS bytes of its own are still waiting: these go after them
+            c.cout += out
+            return _NOTHING
+        try:
+            sent = os.write(c.sock.fileno(), out)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            return x.client_lost()
+        if sent < len(out):
+            c.cout = out[sent:]
+            assert self._ep is not None
+            self._ep.modify(c.fd, _OUT)
+            return _NOTHING
+        if x.state == ex.FLUSH:
+            self.requests += 1
+        return x.client_sent()
+
+    def _flush_client(self, c: _Client) -> None:
+        try:
+            sent = os.write(c.sock.fileno(), c.cout)
+        except BlockingIOError:
+            return
+        except OSError:
+            c.cout = b""
+            self._run(c, c.x.client_lost())
+            return
+        c.cout = c.cout[sent:]
+        c.x.touch()
+        if c.cout:
+            return
+        assert self._ep is not None
+        self._ep.modify(c.fd, _IN)
+        x = c.x
+        if x.out and x.state in (ex.INTERIM, ex.RELAY, ex.FLUSH):
+            if x.state == ex.FLUSH:
+                self.requests += 1
+            self._run(c, x.client_sent())
+        elif x.state <= ex.HEAD:
+            self._run(c, _READ_CLIENT if c.client_ready else _NOTHING)
+
+    # ---- doing what the machine says --------------------------------------------------------
+
+    def _run(self, c: _Client, action: int) -> None:
+        x = c.x
+        while True:
+            if action == _READ_CLIENT:
+                if not c.client_ready or c.cout:
                     return
-            raw = buf if end == len(buf) else buf[:end]
-            head = self._request_heads.get(raw)
-            if head is None:
-                head = parse_request(raw)
-                _remember(self._request_heads, raw, head)
-        except ProxyError:
-            self._hand_over(c)  # the per-connection path answers it
-            return
-        if head.method == b"CONNECT" or head.upgrade is not None or head.framing > LENGTH:
-            self._hand_over(c)
-            return
-        size = head.length if head.framing == LENGTH else 0
-        if size > len(buf) - end:
-            self._hand_over(c)  # the body is streamed
-            return
-        pool = ctx.pool
-        target = head.target
-        try:
-            if target[:1] == b"/":  # origin form (authority() and path() in short)
-                service = pool.resolve(head.host, target.partition(b"?")[0], ctx.proto, ctx.port)
-            else:
-                service = pool.resolve(head.authority(), head.path(), ctx.proto, ctx.port)
-            if ctx.proto == "http" and (ctx.force_ssl or pool.force_ssl(service)):
-                self._hand_over(c)
+                action = self._read_client(c)
+            elif action == _SEND_BACKEND:
+                action = self._send_backend(c)
+            elif action == _READ_BACKEND:
+                if x.streaming or (c.tls is None and x.passthrough()):
+                    self._hand_over(c, action)  # a task pumps the body, or splices the answer
+                    return
+                if c.backend_end:
+                    reset, c.backend_end = c.backend_end == 2, 0
+                    action = x.backend_eof(reset)
+                    continue
+                if not c.backend_ready:
+                    return  # the next edge brings it
+                action = self._read_backend(c)
+            elif action == _SEND_CLIENT:
+                action = self._send_client(c)
+            elif action == _NOTHING:
+                if c.client_ready and x.state <= ex.HEAD and not c.cout:
+                    action = self._read_client(c)
+                    continue
                 return
-            state = pool.acquire(service, c.ip)
-        except ProxyError:
-            self._hand_over(c)
-            return
-        # From here on the request is this lane's (counted once, here).
-        ctx.requests += 1
-        self.requests += 1
-        c.start = trio.current_time() if ctx.observer is not None else 0.0
-        c.head, c.service, c.state, c.backend, c.status = head, service, state, state.backend, 0
-        out = request_head_out(head, c.suffix, c.ip)
-        rest = buf[end:]
-        if size:
-            c.body, rest = rest[:size], rest[size:]
-            out += c.body
-        else:
-            c.body = b""
-        c.buf = rest
-        c.replayable = head.method in IDEMPOTENT
-        conn = self.upstream.take_idle(state.backend, check_open=not c.replayable)
-        if conn is None:
-            self._hand_over_unsent(c)  # that path dials
-            return
-        if not isinstance(conn.stream, FastStream):
-            self._hand_over(c, conn=conn, out=out)
-            return
-        sock = conn.stream.sock
-        fd = sock.fileno()
+            elif action == _DIAL:
+                action = self._dial(c)
+            elif action == _CLOSE:
+                self._close(c, x.reset)
+                return
+            else:  # TUNNEL
+                self._hand_over(c, action)
+                return
+
+    # ---- backend connections ----------------------------------------------------------------
+
+    def _send_backend(self, c: _Client) -> int:
+        x = c.x
+        conn = x.conn
+        assert isinstance(conn, UpstreamConn)
+        stream = conn.stream
+        if not isinstance(stream, FastStream):
+            self._hand_over(c, _SEND_BACKEND)
+            return _NOTHING
+        fd = stream.sock.fileno()
         if self._backends.get(fd) is not conn:
             self._register_backend(fd, conn)
-        c.conn = conn
+        self._owner[fd] = c
+        c.bout = b""
+        c.backend_ready = False
+        c.backend_end = 0
+        out = x.out
         try:
             sent = os.write(fd, out)
         except BlockingIOError:
             sent = 0
         except OSError:
-            # Closed while idle: replay it elsewhere when that is safe (RFC 9110 9.2.2).
-            if c.replayable:
-                self._drop_backend(conn)
-                self._hand_over_unsent(c)
-            else:
-                self._hand_over(c, conn=conn, error=BadGateway(f"backend {conn.backend} closed the connection"))
-            return
+            return x.backend_lost()
         if sent < len(out):
-            self._hand_over(c, conn=conn, out=out[sent:])
-            return
-        c.stage = WAIT
-        c.deadline = self.watchdog.now + ctx.timeouts.server
-        self._waiting[fd] = c
+            c.bout = out[sent:]
+            assert self._ep is not None
+            self._ep.modify(fd, _OUT)
+            return _NOTHING
+        return x.backend_sent()
 
-    # ---- backend connections ----------------------------------------------------------------
+    def _backend_event(self, c: _Client, fd: int, ev: int) -> None:
+        dialing = c.dialing
+        if dialing is not None and dialing.fileno() == fd:
+            self._dialed(c)
+            return
+        conn = c.x.conn
+        if not isinstance(conn, UpstreamConn) or getattr(conn.stream, "sock", None) is None or (
+            conn.stream.sock.fileno() != fd  # type: ignore[attr-defined]
+        ):
+            del self._owner[fd]  # that exchange is done with it: an idle connection's event
+            idle = self._backends.get(fd)
+            if idle is not None:
+                self._stray(fd, idle)
+            return
+        if ev & select.EPOLLOUT and c.bout:
+            self._flush_backend(c, conn, fd)
+        if ev & _READABLE and not c.gone and c.x.conn is conn:
+            if c.cout:
+                c.backend_ready = True  # the client's write comes first (backpressure)
+                return
+            self._run(c, self._read_backend(c, bool(ev & _HANGUP)))
+
+    def _read_backend(self, c: _Client, hangup: bool = False) -> int:
+        x = c.x
+        conn = x.conn
+        assert isinstance(conn, UpstreamConn)
+        c.backend_ready = False
+        fd = conn.stream.sock.fileno()  # type: ignore[attr-defined]
+        data = b""
+        eof = reset = False
+        while True:
+            try:
+                chunk = os.read(fd, RECEIVE_SIZE)
+            except BlockingIOError:
+                break
+            except OSError:
+                chunk, reset = b"", True
+            if not chunk:
+                eof = True
+                break
+            data = data + chunk if data else chunk
+            if len(chunk) < RECEIVE_SIZE and not hangup:
+                break
+            if len(data) >= READ_AHEAD:
+                c.backend_ready = True
+                break
+        action = x.backend_data(data) if data else _NOTHING
+        if eof:
+            if x.conn is conn:
+                if action in (_NOTHING, _READ_BACKEND):
+                    action = x.backend_eof(reset)
+                else:  # the bytes before the end are passed on first
+                    c.backend_end = 2 if reset else 1
+            else:  # the answer ended with the connection: it went back to the pool closed
+                self.upstream.discard_idle(conn)
+                self._backends.pop(fd, None)
+                self._owner.pop(fd, None)
+        return action
+
+    def _flush_backend(self, c: _Client, conn: UpstreamConn, fd: int) -> None:
+        try:
+            sent = os.write(fd, c.bout)
+        except BlockingIOError:
+            return
+        except OSError:
+            c.bout = b""
+            self._run(c, c.x.backend_lost())
+            return
+        c.bout = c.bout[sent:]
+        if c.bout:
+            return
+        assert self._ep is not None
+        self._ep.modify(fd, _IN)
+        self._run(c, c.x.backend_sent())
+
+    def _dial(self, c: _Client) -> int:
+        """Connect to the chosen backend without waiting (by IP; a name goes
+        to a task, which resolves it)."""
+        x = c.x
+        backend = x.backend
+        assert backend is not None
+        try:
+            family = stdsocket.AF_INET6 if ipaddress.ip_address(backend.host).version == 6 else stdsocket.AF_INET
+        except ValueError:
+            self._hand_over(c, _DIAL)
+            return _NOTHING
+        self.dials += 1
+        sock = stdsocket.socket(family, stdsocket.SOCK_STREAM)
+        sock.setblocking(False)
+        code = sock.connect_ex((backend.host, backend.port))
+        if code == 0:
+            return x.connected(self.upstream.adopt(FastStream(sock), backend))
+        if code != errno.EINPROGRESS:
+            sock.close()
+            return x.connect_failed(_connect_failed(backend, code))
+        assert self._ep is not None
+        fd = sock.fileno()
+        self._ep.register(fd, _OUT)
+        c.dialing = sock
+        self._owner[fd] = c
+        return _NOTHING
+
+    def _dialed(self, c: _Client) -> None:
+        sock = c.dialing
+        assert sock is not None and self._ep is not None
+        c.dialing = None
+        x = c.x
+        backend = x.backend
+        assert backend is not None
+        fd = sock.fileno()
+        code = sock.getsockopt(stdsocket.SOL_SOCKET, stdsocket.SO_ERROR)
+        if code:
+            self._owner.pop(fd, None)
+            sock.close()
+            self._run(c, x.connect_failed(_connect_failed(backend, code)))
+            return
+        self._ep.modify(fd, _IN)
+        conn = self.upstream.adopt(FastStream(sock), backend)
+        self._backends[fd] = conn
+        self._run(c, x.connected(conn))
+
+    def _drop_dial(self, c: _Client) -> None:
+        sock = c.dialing
+        if sock is not None:
+            c.dialing = None
+            self._owner.pop(sock.fileno(), None)
+            sock.close()  # and it leaves the epoll set
 
     def _register_backend(self, fd: int, conn: UpstreamConn) -> None:
         assert self._ep is not None
@@ -409,25 +581,18 @@ class FastLane:
         self._backends[fd] = conn
 
     def _forget_backend(self, conn: UpstreamConn) -> None:
-        """Stop watching ``conn`` (another task is going to use it)."""
+        """Stop watching ``conn`` (a task is going to use it)."""
         sock = getattr(conn.stream, "sock", None)
         if sock is None or sock.fileno() == -1:
             return
         fd = sock.fileno()
+        self._owner.pop(fd, None)
         if self._backends.pop(fd, None) is not None and self._ep is not None:
             with contextlib.suppress(OSError):
                 self._ep.unregister(fd)
-        self._waiting.pop(fd, None)
-
-    def _drop_backend(self, conn: UpstreamConn) -> None:
-        sock = getattr(conn.stream, "sock", None)
-        if sock is not None and sock.fileno() != -1:
-            self._backends.pop(sock.fileno(), None)
-            self._waiting.pop(sock.fileno(), None)
-        conn.stream.close()  # closing also leaves the epoll set
 
     def _stray(self, fd: int, conn: UpstreamConn) -> None:
-        """An event on a backend connection no request of this lane owns:
+        """An event on a backend connection no exchange of this loop owns:
         closed (or written to) while idle, or in use by a task."""
         self._backends.pop(fd, None)
         if closed_by_peer(conn.stream) and self.upstream.discard_idle(conn):
@@ -436,202 +601,33 @@ class FastLane:
             with contextlib.suppress(OSError):
                 self._ep.unregister(fd)
 
-    def _response(self, c: _Client, hangup: bool = False) -> None:
-        conn = c.conn
-        head = c.head
-        assert conn is not None and head is not None and isinstance(conn.stream, FastStream)
-        sock = conn.stream.sock
-        rfd = sock.fileno()
-        buf = conn.buf
-        before = len(buf)
-        eof = limited = False
-        while True:
-            if len(buf) >= FAST_RESPONSE:
-                limited = True  # more may be waiting: the per-connection path reads it
-                break
-            try:
-                data = os.read(rfd, RECEIVE_SIZE)
-            except BlockingIOError:
-                break
-            except OSError:
-                data = b""
-            if not data:
-                eof = True
-                break
-            buf = buf + data if buf else data
-            if len(data) < RECEIVE_SIZE and not hangup:
-                break
-        conn.buf = buf
-        if eof and not buf and c.replayable:
-            # A reused connection closed before it answered: replay the request
-            # on another one, as the per-connection path does.
-            self._drop_backend(conn)
-            c.conn = None
-            self._hand_over_unsent(c)
-            return
-        try:
-            end = buf.find(b"\r\n\r\n") + 4  # find_head_end's common case, inline
-            if end < 4 or end > MAX_HEAD:
-                end = find_head_end(buf, BadGateway)
-                if end < 0:
-                    if eof or limited:
-                        self._hand_over(c, conn=conn)
-                    return
-            key = (buf if end == len(buf) else buf[:end], head.method)
-            rhead = self._response_heads.get(key)
-            if rhead is None:
-                rhead = parse_response(key[0], head.method)
-                _remember(self._response_heads, key, rhead)
-        except ProxyError:
-            self._hand_over(c, conn=conn)  # the per-connection path answers it
-            return
-        if rhead.status < 200:
-            self._hand_over(c, conn=conn)  # 1xx, 101
-            return
-        if rhead.framing == NO_BODY:
-            size = 0
-        elif rhead.framing == LENGTH and rhead.length <= FAST_RESPONSE:
-            size = rhead.length
-            if len(buf) - end < size:
-                if eof or limited:
-                    self._hand_over(c, conn=conn)
-                elif len(buf) > before:  # the body moves: the server timeout counts from its last bytes
-                    c.deadline = self.watchdog.now + c.ctx.timeouts.server
-                return  # the rest of the body is on its way
-        else:
-            self._hand_over(c, conn=conn)  # chunked, until close, or large: streamed
-            return
-        ctx = c.ctx
-        keep = head.keep_alive and not ctx.closing
-        out = response_head_out(rhead, head.minor, keep, ctx.extra_response)
-        stop = end + size
-        if size:
-            out += buf[end:stop]
-        conn.buf = buf[stop:]
-        fd = sock.fileno()
-        del self._waiting[fd]
-        c.conn = None
-        c.status = rhead.status
-        if rhead.keep_alive and not eof:
-            self.upstream.give_back(conn)
-        else:
-            conn.stream.close()
-        if sock.fileno() == -1:
-            self._backends.pop(fd, None)
-        state = c.state
-        assert state is not None
-        if state.fails_in_row:
-            state.fails_in_row = 0
-        ctx.pool.release(state)
-        c.state = None
-        self._send(c, out, keep)
+    # ---- leaving the loop -------------------------------------------------------------------
 
-    # ---- answers ------------------------------------------------------------------------------
-
-    def _send(self, c: _Client, out: bytes, keep: bool) -> None:
-        try:
-            sent = os.write(c.sock.fileno(), out)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            self._close(c)  # the client went away
-            return
-        if sent < len(out):
-            assert self._ep is not None
-            c.out, c.out_len, c.keep = out[sent:], len(out), keep
-            c.stage = SEND
-            c.deadline = max(c.deadline, self.watchdog.now + c.ctx.timeouts.client)
-            self._ep.modify(c.fd, _OUT)
-            return
-        self._done(c, len(out), keep)
-
-    def _flush(self, c: _Client) -> None:
-        try:
-            sent = os.write(c.sock.fileno(), c.out)
-        except BlockingIOError:
-            return
-        except OSError:
-            self._close(c)
-            return
-        c.out = c.out[sent:]
-        c.deadline = max(c.deadline, self.watchdog.now + c.ctx.timeouts.client)
-        if not c.out:
-            assert self._ep is not None
-            self._ep.modify(c.fd, _IN)
-            self._done(c, c.out_len, c.keep)
-
-    def _done(self, c: _Client, size: int, keep: bool) -> None:
-        c.sent += size
-        ctx = c.ctx
-        if ctx.observer is not None:
-            self._observe(c)
-        c.head = None
-        c.body = b""
-        if not keep or ctx.closing:
-            self._close(c)
-            return
-        now = self.watchdog.now
-        if c.buf:
-            c.stage, c.deadline = HEAD, now + ctx.timeouts.request_head
-        else:
-            c.stage, c.deadline = IDLE, now + ctx.timeouts.client
-        if c.paused:
-            c.paused = False
-            self._read(c)
-        else:
-            self._serve_buffered(c)
-
-    def _observe(self, c: _Client) -> None:
-        head = c.head
-        assert c.ctx.observer is not None and head is not None
-        c.ctx.observer(RequestRecord.of(c.ip, head, c.backend, c.status, c.sent, c.start))
-
-    # ---- leaving the lane -----------------------------------------------------------------------
-
-    def _hand_over_unsent(self, c: _Client) -> None:
-        """Hand over a begun request that still has to be sent (its body goes
-        back in front of the client's buffer)."""
-        if c.body:
-            c.buf = c.body + c.buf
-        self._hand_over(c, conn=None)
-
-    def _hand_over(
-        self,
-        c: _Client,
-        conn: UpstreamConn | None = None,
-        out: bytes = b"",
-        error: ProxyError | None = None,
-    ) -> None:
-        """Give the connection to a task on the per-connection path, with
-        what was read; with the request in flight when one was begun."""
-        assert self._nursery is not None and self._ep is not None
+    def _hand_over(self, c: _Client, action: int) -> None:
+        """Give the connection, with its machine as it is, to a task."""
+        assert self._nursery is not None and not c.cout and not c.bout
         self.handoffs += 1
-        handoff: Handoff | None = None
-        if c.state is not None:
-            assert c.head is not None
-            handoff = Handoff(c.head, c.service, c.state, c.start, conn, out, error)
-            if conn is not None:
-                self._forget_backend(conn)
+        x = c.x
+        if isinstance(x.conn, UpstreamConn):
+            self._forget_backend(x.conn)
         self._detach(c)
-        client = ClientConnection(FastStream(c.sock, nodelay=False), (c.ip.decode(), 0), c.ctx)
-        client.buf, client.sent, client.fresh, client.lane = c.buf, c.sent, False, self
-        c.state = c.conn = c.head = None
-        self._nursery.start_soon(self._slow, client, handoff)
+        transport = FastStream(c.sock, nodelay=False)
+        stream: trio.abc.Stream = transport if c.tls is None else TlsStream(transport, c.tls)
+        task = ClientConnection(stream, x, self.upstream, self.watchdog, lane=self, fresh=False)
+        self._nursery.start_soon(self._task, task, action)
 
-    async def _slow(self, client: ClientConnection, handoff: Handoff | None) -> None:
+    async def _task(self, task: ClientConnection, action: int) -> None:
         try:
-            await client.run(handoff)
+            await task.run(action)
         except Exception:
-            log.exception("internal error on a connection from %s; connection closed", client.client_ip.decode())
-            if isinstance(client.stream, FastStream):
-                client.stream.close()
+            log.exception("internal error on a connection from %s; connection closed", task.x.client_ip.decode())
         finally:
-            if not client.handed_back:
+            if not task.handed_back:
                 self._closed()
 
     def _detach(self, c: _Client) -> None:
-        """Take ``c`` out of the lane (its socket stays open)."""
-        c.stage = GONE
+        """Take ``c`` out of the loop (its socket stays open)."""
+        c.gone = True
         self._clients.pop(c.fd, None)
         self.watchdog.unwatch(c)
         if self._ep is not None:
@@ -639,52 +635,43 @@ class FastLane:
                 self._ep.unregister(c.fd)
 
     def _close(self, c: _Client, reset: bool = False) -> None:
-        if c.stage == GONE:
+        if c.gone:
             return
-        c.stage = GONE
+        c.gone = True
+        self._drop_dial(c)
         self._clients.pop(c.fd, None)
         self.watchdog.unwatch(c)
         sock = c.sock
         if reset:
             with contextlib.suppress(OSError):
                 sock.setsockopt(stdsocket.SOL_SOCKET, stdsocket.SO_LINGER, _LINGER_RESET)
+        elif c.tls is not None and c.tls.handshaken:
+            with contextlib.suppress(OSError):
+                sock.send(c.cout + c.tls.close_notify())
         notify_closing(sock)  # trio may know this socket from a task it was handed to
         sock.close()  # and it leaves the epoll set
         self._closed()
 
-    def _release(self, c: _Client, failed: bool) -> None:
-        """End the request in flight, if any, without an answer."""
-        if c.conn is not None:
-            self._drop_backend(c.conn)
-            c.conn = None
-        if c.state is not None:
-            c.ctx.pool.release(c.state, failed)
-            c.state = None
+    def _lost(self, c: _Client) -> None:
+        """End ``c`` without an answer (an internal error, the loop stopping)."""
+        if c.gone:
+            return
+        self._drop_dial(c)
+        c.x.client_lost()
+        self._close(c)
 
     def expire(self, c: _Client) -> None:
-        """The watchdog's verdict: ``c``'s deadline passed. Says why when the
-        client can still hear it, as the per-connection path does."""
-        if c.stage == GONE:
+        """The watchdog's verdict: ``c``'s deadline passed; the machine says
+        what follows."""
+        if c.gone:
             return
-        exc: ProxyError | None = None
-        if c.stage == HEAD:
-            exc = RequestTimeout("the request head did not arrive in time")
-        elif c.stage == WAIT:
-            self._release(c, failed=True)
-            exc = GatewayTimeout("the backend did not answer in time")
-        if exc is not None:
-            errors = c.ctx.errors
-            errors[exc.status] = errors.get(exc.status, 0) + 1
-            with contextlib.suppress(OSError):
-                c.sock.send(error_response(exc.status, exc.reason, exc.detail, False))
-        self._close(c, reset=c.stage == SEND)
+        self._drop_dial(c)
+        try:
+            self._run(c, c.x.expired())
+        except Exception:
+            log.exception("internal error in the fast lane; connection closed")
+            self._lost(c)
 
 
-def _remember(cache: dict[_K, Head], key: _K, head: Head) -> None:
-    """Keep a parsed head for the next identical one (parsing is pure, and
-    nothing changes a ``Head`` once parsed)."""
-    if len(head.raw) > HEAD_CACHE_BYTES:
-        return
-    if len(cache) >= HEAD_CACHE:
-        cache.clear()
-    cache[key] = head
+def _connect_failed(backend: object, code: int) -> ConnectFailed:
+    return ConnectFailed(f"cannot connect to {backend}: {errno.errorcode.get(code, str(code))}")

@@ -18,9 +18,14 @@ import trio
 
 from pylb.core import proxyproto
 from pylb.core.errors import ProxyError
-from pylb.net.httpproxy import ClientConnection, HttpContext
+from pylb.core.exchange import Exchange, Site
+from pylb.net.httptask import ClientConnection
 from pylb.net.stream import RECEIVE_SIZE, FastStream
 from pylb.net.tcpproxy import TcpConnection, TcpContext
+from pylb.net.timers import Watchdog
+from pylb.net.tlsconn import TlsStream
+from pylb.net.tlsconn import handshake as tls_handshake
+from pylb.net.upstream import Upstream
 
 log = logging.getLogger("pylb")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -33,11 +38,13 @@ class Listener:
     header names the real client."""
 
     sock: stdsocket.socket
-    http: HttpContext | None
+    http: Site | None
     tcp: TcpContext | None
     tls: ssl.SSLContext | None
     trusted: Sequence[Network]
     handshake_timeout: float
+    upstream: Upstream
+    watchdog: Watchdog
 
 
 class _Dropped(Exception):
@@ -47,22 +54,22 @@ class _Dropped(Exception):
 async def serve_connection(listener: Listener, sock: stdsocket.socket, address: tuple[str, int]) -> None:
     """Serve one accepted connection to its end; never raises for what a
     client does."""
-    stream: trio.abc.Stream = FastStream(sock, nodelay=False)  # inherited from the listening socket
+    transport = FastStream(sock, nodelay=False)  # inherited from the listening socket
+    stream: trio.abc.Stream = transport
     try:
         early = b""
         if listener.trusted and _is_trusted(address[0], listener.trusted):
             address, early = await _read_proxy_header(stream, address, listener.handshake_timeout)
         if listener.tls is not None:
-            stream = await _handshake(_Prefixed(stream, early) if early else stream, listener, address)
+            stream = await _handshake(transport, listener, early)
             early = b""
         if listener.tcp is not None:
             local = sock.getsockname()[:2]
             await TcpConnection(stream, address, local, listener.tcp).run(early)
         else:
             assert listener.http is not None
-            connection = ClientConnection(stream, address, listener.http)
-            connection.buf = early
-            await connection.run()
+            x = Exchange(listener.http, address, early)
+            await ClientConnection(stream, x, listener.upstream, listener.watchdog).run()
     except _Dropped as exc:
         log.debug("connection from %s dropped: %s", address[0], exc)
         await trio.aclose_forcefully(stream)
@@ -95,39 +102,11 @@ async def _read_proxy_header(
     raise _Dropped("no PROXY header in time")
 
 
-async def _handshake(
-    stream: trio.abc.Stream, listener: Listener, address: tuple[str, int]
-) -> trio.SSLStream[trio.abc.Stream]:
+async def _handshake(transport: FastStream, listener: Listener, early: bytes) -> TlsStream:
     assert listener.tls is not None
-    tls = trio.SSLStream(stream, listener.tls, server_side=True, https_compatible=True)
     with trio.move_on_after(listener.handshake_timeout):
         try:
-            await tls.do_handshake()
+            return await tls_handshake(transport, listener.tls, early)
         except trio.BrokenResourceError as exc:
-            raise _Dropped(f"TLS handshake failed: {exc.__cause__ or exc}") from None
-        return tls
+            raise _Dropped(str(exc)) from None
     raise _Dropped("TLS handshake timed out")
-
-
-class _Prefixed(trio.abc.Stream):
-    """A stream that first yields bytes already read from it."""
-
-    def __init__(self, stream: trio.abc.Stream, prefix: bytes) -> None:
-        self.stream = stream
-        self.prefix = prefix
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
-        if self.prefix:
-            data, self.prefix = self.prefix, b""
-            await trio.lowlevel.checkpoint()
-            return data
-        return await self.stream.receive_some(max_bytes)
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self.stream.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self.stream.wait_send_all_might_not_block()
-
-    async def aclose(self) -> None:
-        await self.stream.aclose()

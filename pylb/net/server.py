@@ -18,18 +18,19 @@ from dataclasses import dataclass
 
 import trio
 
-from pylb.config import Bind, Config
 from pylb.core.balancer import Cursor
 from pylb.core.errors import ConfigError
+from pylb.core.exchange import Exchange, Observer, Site
 from pylb.core.health import HealthCheck
-from pylb.core.models import Backend, Snapshot, TcpPort
+from pylb.core.models import Backend, Bind, Snapshot, TcpPort
 from pylb.core.policy import hsts_header
 from pylb.core.pool import Pool, SwapResult
 from pylb.net.fastlane import FastLane
 from pylb.net.health import HealthChecker
-from pylb.net.httpproxy import ClientConnection, HttpContext, Observer, Phase
+from pylb.net.httptask import ClientConnection
 from pylb.net.listeners import Listener, serve_connection
 from pylb.net.relaylane import RelayLane
+from pylb.net.settings import Settings, SettingsSource
 from pylb.net.stream import accept, dial, listen_socket
 from pylb.net.tcpports import TcpPorts
 from pylb.net.tcpproxy import TcpContext
@@ -72,7 +73,7 @@ class Balancer:
 
     def __init__(
         self,
-        config: Config,
+        config: Settings | SettingsSource,
         pool: Pool | None = None,
         observer: Observer | None = None,
         dialer: Dialer = dial,
@@ -81,15 +82,22 @@ class Balancer:
         cursor: Cursor | None = None,
         fast_lane: bool = True,
     ) -> None:
-        self.config = config.check() if tls is None else config
+        if not isinstance(config, Settings):
+            if tls is None:
+                config.check()
+            config = config.settings()
+        self.settings = config
         certificates = config.certificates
         self.certs: CertStore | None = server_context(certificates[0], certificates[1:]) if certificates else None
         for bundle in certificates:
             if bundle.expired:
                 log.warning("certificate %s expired on %s; clients will refuse it", bundle.label, bundle.not_after)
         self.tls_context = tls if tls is not None else self.certs.context if self.certs else None
+        for bind in config.listeners:
+            if bind.scheme in ("https", "tls") and self.tls_context is None:
+                raise ConfigError(f"listener {bind}: no certificate for TLS (give one, or an ssl context)")
         if pool is None:
-            pool = Pool(config.snapshot(), cursor)
+            pool = Pool(config.snapshot, cursor)
         self.pool = pool
         self.watchdog = Watchdog()
         self.upstream = Upstream(
@@ -101,7 +109,7 @@ class Balancer:
             pool, self.health_check, dialer, min(config.timeouts.connect, self.health_check.inter)
         )
         self.addresses: list[BoundAddress] = []
-        self._contexts: list[HttpContext] = []
+        self._contexts: list[Site] = []
         self._tcp_contexts: list[TcpContext] = []
         self._limit = trio.Semaphore(config.maxconn)
         # Plain-HTTP connections go through the fast lane (it needs real sockets to backends).
@@ -158,7 +166,7 @@ class Balancer:
         request goes to a backend that is not in ``backends``."""
         parsed = tuple(b if isinstance(b, Backend) else Backend.parse(b, "set_backends") for b in backends)
         current = self.pool.snapshot or Snapshot()
-        return self.swap(current.with_default_backends(parsed, self.config.balance))
+        return self.swap(current.with_default_backends(parsed, self.settings.balance))
 
     def add_certificate(self, certificate: CertBundle | str) -> CertBundle:
         """Serve another certificate (PEM text or a parsed bundle) to clients
@@ -193,7 +201,7 @@ class Balancer:
 
     async def run(self, *, task_status: trio.TaskStatus[list[BoundAddress]] = trio.TASK_STATUS_IGNORED) -> None:
         """Bind every listener, report the bound addresses, serve forever."""
-        binds = self.config.listeners
+        binds = self.settings.listeners
         sockets = self.bind()
         ports = [sock.getsockname()[1] for sock in sockets]
         https_port = next((p for b, p in zip(binds, ports, strict=True) if b.scheme == "https"), 443)
@@ -240,8 +248,8 @@ class Balancer:
                 self._tcp_retired[key] += getattr(listener.tcp, key)
 
     def _listener(self, scheme: str, sock: stdsocket.socket, port: int, https_port: int) -> Listener:
-        config = self.config
-        http: HttpContext | None = None
+        config = self.settings
+        http: Site | None = None
         tcp: TcpContext | None = None
         if scheme in ("tcp", "tls"):
             tcp = TcpContext(
@@ -262,7 +270,9 @@ class Balancer:
             http = self._context(scheme, port, https_port)
             self._contexts.append(http)
         tls = self.tls_context if scheme in ("https", "tls") else None
-        return Listener(sock, http, tcp, tls, config.accept_proxy, config.timeouts.handshake)
+        return Listener(
+            sock, http, tcp, tls, config.accept_proxy, config.timeouts.handshake, self.upstream, self.watchdog
+        )
 
     def bind(self, sockets: list[stdsocket.socket] | None = None) -> list[stdsocket.socket]:
         """Bind every listening socket now (``run`` does it when it was not
@@ -273,12 +283,12 @@ class Balancer:
             self._sockets = sockets
             self._reuse_port = True
         if self._sockets is None:
-            self._sockets = bind_all(self.config.listeners)
+            self._sockets = bind_all(self.settings.listeners)
         return self._sockets
 
-    def _context(self, scheme: str, port: int, https_port: int = 443) -> HttpContext:
-        config = self.config
-        return HttpContext(
+    def _context(self, scheme: str, port: int, https_port: int = 443) -> Site:
+        config = self.settings
+        return Site(
             self.pool,
             self.upstream,
             config.timeouts,
@@ -315,7 +325,7 @@ class Balancer:
         for ctx in self._contexts:
             ctx.closing = True
         for item in self.watchdog.items():
-            if isinstance(item, ClientConnection) and item.phase == Phase.IDLE:
+            if isinstance(item, ClientConnection) and item.idle:
                 item.scope.cancel()
         if self.lane is not None:
             self.lane.close_idle()
@@ -332,14 +342,14 @@ class Balancer:
         """Serve one already-connected client stream (any trio stream: a TLS
         stream, or a memory stream in a test) until it ends. ``run`` must be
         running (it keeps the clock that timeouts use)."""
-        ctx = self._context(scheme, port)
-        self._contexts.append(ctx)
-        await ClientConnection(stream, client, ctx).run()
+        site = self._context(scheme, port)
+        self._contexts.append(site)
+        await ClientConnection(stream, Exchange(site, client), self.upstream, self.watchdog).run()
 
     async def _accept_loop(self, listener: Listener, nursery: trio.Nursery) -> None:
         lane = self.lane
-        if listener.http is None or listener.tls is not None or listener.trusted:
-            lane = None  # TCP mode, TLS and PROXY headers need a task per connection
+        if listener.http is None or listener.trusted:
+            lane = None  # TCP mode and PROXY headers need a task per connection
         accepted = 0
         while True:
             accepted += 1
@@ -374,7 +384,7 @@ class Balancer:
             assert listener.http is not None
             self.connections += 1
             try:
-                lane.adopt(conn, address, listener.http)
+                lane.adopt(conn, address, listener.http, listener.tls)
             except Exception:
                 log.exception("internal error on a connection from %s; connection closed", address[0])
                 conn.close()
@@ -445,7 +455,7 @@ def _merge(counters: object) -> dict[int, int]:
 
 
 async def serve(
-    config: Config,
+    config: Settings | SettingsSource,
     *,
     pool: Pool | None = None,
     observer: Observer | None = None,

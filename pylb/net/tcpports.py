@@ -25,9 +25,8 @@ from dataclasses import dataclass
 
 import trio
 
-from pylb.config import Bind
 from pylb.core.errors import ConfigError
-from pylb.core.models import PortSet, TcpPort
+from pylb.core.models import Bind, PortSet, TcpPort
 from pylb.net.listeners import Listener
 
 log = logging.getLogger("pylb")

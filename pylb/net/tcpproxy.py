@@ -29,6 +29,7 @@ from pylb.net import splice
 from pylb.net.relaylane import RelayLane, Resume
 from pylb.net.stream import RECEIVE_SIZE, FastStream, close_now
 from pylb.net.timers import Watchdog
+from pylb.net.tlsconn import TlsStream
 from pylb.net.upstream import BackendStream, Upstream
 
 log = logging.getLogger("pylb")
@@ -119,14 +120,10 @@ class TcpConnection:
                 ctx.pool.release(self.state)
             if backend is not None:
                 backend.close()
-            if self.finished and isinstance(self.client, trio.SSLStream):
-                # close_notify, so that the client can tell this end from a truncation. The stream
-                # was made https_compatible (a client's bare EOF is a normal end, as HAProxy takes
-                # it), which also skips close_notify in aclose(): send it anyway. Pinned by
-                # tests/test_tcp.py::test_tls_port_ends_with_close_notify_when_the_backend_closes.
-                self.client._https_compatible = False
-                with trio.move_on_after(1), contextlib.suppress(*_BROKEN):
-                    await self.client.aclose()
+            if self.finished and isinstance(self.client, TlsStream):
+                # close_notify, so that the client can tell this end from a truncation (pinned by
+                # tests/test_tcp.py::test_tls_port_ends_with_close_notify_when_the_backend_closes).
+                self.client.close()
             if not close_now(self.client):
                 await trio.aclose_forcefully(self.client)
 

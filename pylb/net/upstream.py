@@ -46,6 +46,9 @@ class UpstreamConn:
         self.requests = 0
         self.idle_since = 0.0
 
+    def close(self) -> None:
+        self.stream.close()
+
     def __repr__(self) -> str:
         return f"<UpstreamConn {self.backend} requests={self.requests}>"
 
@@ -111,6 +114,11 @@ class Upstream:
         """A fresh connection; raises BadGateway or GatewayTimeout."""
         self.dials += 1
         return UpstreamConn(await self._dialer(backend, self._connect_timeout), backend)
+
+    def adopt(self, stream: BackendStream, backend: Backend) -> UpstreamConn:
+        """A connection dialed elsewhere (the readiness loop dials by itself)."""
+        self.dials += 1
+        return UpstreamConn(stream, backend)
 
     def give_back(self, conn: UpstreamConn) -> None:
         """Return a connection whose last response ended cleanly."""

@@ -6,7 +6,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs"
 _FENCE = re.compile(r"^(```+|~~~+)[ \t]*([\w+-]*)[^\n]*$")
 
 
@@ -19,16 +20,18 @@ class Block:
     lang: str
     line: int
     text: str
+    folder: str = "docs/"  # where the page is, from the repository's root
 
     @property
     def where(self) -> str:
-        return f"docs/{self.page}:{self.line}"
+        return f"{self.folder}{self.page}:{self.line}"
 
 
-def blocks(page: str, lang: str | None = None) -> list[Block]:
-    """The fenced blocks of ``docs/PAGE``, in order (only ``lang`` ones when given)."""
+def blocks(page: str, lang: str | None = None, folder: str = "docs/") -> list[Block]:
+    """The fenced blocks of ``FOLDER/PAGE`` (``docs/`` unless told), in order
+    (only ``lang`` ones when given)."""
     found: list[Block] = []
-    lines = (DOCS / page).read_text(encoding="utf-8").splitlines()
+    lines = (ROOT / folder / page).read_text(encoding="utf-8").splitlines()
     i = 0
     while i < len(lines):
         match = _FENCE.match(lines[i])
@@ -40,9 +43,9 @@ def blocks(page: str, lang: str | None = None) -> list[Block]:
         while end < len(lines) and not lines[end].startswith(fence):
             end += 1
         if end == len(lines):
-            raise AssertionError(f"docs/{page}:{i + 1}: a fenced block that never closes")
+            raise AssertionError(f"{folder}{page}:{i + 1}: a fenced block that never closes")
         if lang is None or info == lang:
-            found.append(Block(page, info, i + 2, "\n".join(lines[i + 1 : end]) + "\n"))
+            found.append(Block(page, info, i + 2, "\n".join(lines[i + 1 : end]) + "\n", folder))
         i = end + 1
     return found
 

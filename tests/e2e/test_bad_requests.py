@@ -8,6 +8,8 @@ from e2e_kit import Peer, lb_backend_requests, port_of, proxied
 import pylb
 from pylb.testing import open_hello
 
+pytestmark = pytest.mark.usefixtures("driver")  # the semantics hold on both drivers
+
 BIG = 17 * 1024
 
 BAD_REQUESTS = {

@@ -5,11 +5,14 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 
+import pytest
 import trio
 from e2e_kit import Backend, Peer, echo_response, open_backend, open_echo, port_of, proxied, request_bytes, served_by
 
 import pylb
 from pylb.testing import open_hello, open_hellos
+
+pytestmark = pytest.mark.usefixtures("driver")  # the semantics hold on both drivers
 
 
 async def _client(port: int, n: int, seen: Counter[str]) -> None:

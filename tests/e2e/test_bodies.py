@@ -24,6 +24,8 @@ from e2e_kit import (
 import pylb
 from pylb.testing import open_hello
 
+pytestmark = pytest.mark.usefixtures("driver")  # the semantics hold on both drivers
+
 MiB = 1024 * 1024
 
 

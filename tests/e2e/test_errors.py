@@ -22,6 +22,8 @@ from e2e_kit import (
 import pylb
 from pylb.testing import open_hello
 
+pytestmark = pytest.mark.usefixtures("driver")  # the semantics hold on both drivers
+
 
 def assert_error_page(resp: Message, status: int, reason: str) -> None:
     assert resp.start_line == f"HTTP/1.1 {status} {reason}".encode(), resp.start_line

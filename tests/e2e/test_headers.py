@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from e2e_kit import Backend, Message, Peer, open_backend, open_echo, parse_head, port_of, proxied, response_bytes
 
 import pylb
+
+pytestmark = pytest.mark.usefixtures("driver")  # the semantics hold on both drivers
 
 HOP_BY_HOP_REQUEST = [
     ("Connection", "keep-alive, X-Hop-A, x-hop-b"),

@@ -8,6 +8,8 @@ from e2e_kit import Backend, Message, Peer, open_backend, port_of, proxied, requ
 import pylb
 from pylb.testing import open_hello
 
+pytestmark = pytest.mark.usefixtures("driver")  # the semantics hold on both drivers
+
 
 def _by_path(req: Message) -> bytes:
     path = req.target

@@ -30,7 +30,7 @@ from tests.e2e.e2e_kit import (
 )
 from tests.faults.faultkit import NO_CHECKS, hanging_port
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.usefixtures("driver"), pytest.mark.timeout(60)]
 GUARD = 20  # seconds: a hang fails the test, it is not a speed assertion
 
 

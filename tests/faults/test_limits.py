@@ -14,7 +14,7 @@ from pylb.testing import open_hello
 from tests.e2e.e2e_kit import HOST, Peer, port_of
 from tests.faults.faultkit import NO_CHECKS, get_status, pylb_process
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.usefixtures("driver"), pytest.mark.timeout(60)]
 
 
 async def test_maxconn_makes_extra_connections_wait_and_all_are_served() -> None:

@@ -12,7 +12,7 @@ import trio
 from tests.e2e.e2e_kit import Backend, Peer, Truncated, open_backend, response_bytes
 from tests.faults.faultkit import Process, connect_refused, pylb_process
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.usefixtures("driver"), pytest.mark.timeout(60)]
 GRACE = 5
 CLIENTS = 20
 

@@ -14,7 +14,7 @@ from tests.conftest import run_pylb
 from tests.e2e.e2e_kit import Peer, Truncated, parse_head
 from tests.faults.faultkit import tree_kib
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.usefixtures("driver"), pytest.mark.timeout(90)]
 
 FIFTY_MIB = 50 * 1024 * 1024
 RSS_GROWTH_LIMIT_KIB = 20 * 1024

@@ -14,7 +14,7 @@ import pylb
 from tests.e2e.e2e_kit import Backend, Peer, Truncated, open_backend, parse_head, port_of, response_bytes
 from tests.faults.faultkit import NO_CHECKS, garbled, recording, start_lines
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.usefixtures("driver"), pytest.mark.timeout(60)]
 GUARD = 20
 
 SMUGGLED = b"GET /admin HTTP/1.1\r\nHost: a\r\n\r\n"

@@ -16,7 +16,7 @@ import pytest
 import trustme
 
 from pylb import cli
-from pylb.config import Bind
+from pylb.core.models import Bind
 from tests.conftest import read_until, run_pylb
 
 

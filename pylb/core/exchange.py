@@ -1,0 +1,1033 @@
+"""The HTTP exchange machine: every decision about one client connection's requests.
+
+Owns: reading request heads out of the bytes a driver feeds in; routing,
+FORCE_SSL and CONNECT refusal; choosing a backend and a connection to it;
+when a request may be replayed on another connection or backend (and when
+never); body framing both ways; 1xx, 101 and the tunnel's start; keep-alive
+toward the client and the backend; the deadline of every phase and what
+passing it means (408, 504, a reset); pylb's own answers (errors and
+redirects) and their counting; the record of each exchange.
+
+Must not know: sockets, trio, TLS, threads, how a driver waits, splice. A
+driver feeds events in (``client_data``, ``backend_data``, ``connected``,
+``expired``...) and performs the action each returns: ``READ_CLIENT``,
+``DIAL``, ``SEND_BACKEND``, ``READ_BACKEND``, ``SEND_CLIENT``, ``TUNNEL`` or
+``CLOSE``, with its payload in the machine's attributes (``out``,
+``backend``, ``deadline``, ``reset``). ``NOTHING``: go on with what you were
+doing. Two drivers run it: the readiness loop (``pylb.net.fastlane``) and a
+task per connection (``pylb.net.proxy``); handing a connection from one to
+the other hands over this object as it is, mid-exchange.
+
+Invariants (every transition is in ``TRANSITIONS``; ``_go`` refuses others):
+- a request is sent again only if its method is idempotent and its whole
+  body is held here (RFC 9110 9.2.2), only before any byte of an answer came
+  back, and at most ``retries`` times on other backends; a stale reused
+  connection is replaced without counting against the backend;
+- a backend connection goes back to the pool only after an answer that
+  ended cleanly, with no stray bytes and the request body all sent;
+- once any byte of an answer went to the client, a failure resets the client
+  connection rather than answering: a cut response never looks complete;
+- ``Pool.acquire`` and ``Pool.release`` pair exactly once per backend tried.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from pylb.core import record as rec
+from pylb.core.errors import (
+    BadGateway,
+    BadRequest,
+    ConnectFailed,
+    ConnectTimeout,
+    GatewayTimeout,
+    NoAnswer,
+    NoBackend,
+    ProxyError,
+    RequestTimeout,
+)
+from pylb.core.framing import ChunkedScanner
+from pylb.core.health import HealthCheck, observe
+from pylb.core.http1 import CHUNKED, LENGTH, MAX_HEAD, NO_BODY, UNTIL_CLOSE, Head, find_head_end
+from pylb.core.http1 import parse_request as _parse_request
+from pylb.core.http1 import parse_response as _parse_response
+from pylb.core.models import Backend
+from pylb.core.policy import error_response, forwarded_suffix, https_redirect, request_head_out, response_head_out
+from pylb.core.pool import Pool
+from pylb.core.state import BackendState
+from pylb.core.timeouts import Timeouts
+
+log = logging.getLogger("pylb")
+
+IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+BULK = 256 * 1024  # a body at least this large may move blind (``passthrough``): splice
+
+# ---- actions: what the driver does next ---------------------------------------------------
+NOTHING = 0  # go on waiting for what you were waiting for
+READ_CLIENT = 1  # wait for client bytes (or EOF) until ``deadline``
+DIAL = 2  # open a new connection to ``backend``: then connected() or connect_failed()
+SEND_BACKEND = 3  # write ``out`` to the backend connection ``conn``: then backend_sent()
+READ_BACKEND = 4  # wait for backend bytes: then backend_data() or backend_eof()
+SEND_CLIENT = 5  # write ``out`` to the client: then client_sent()
+TUNNEL = 6  # 101: write ``out`` to the client, ``buf`` to the backend, relay both ways; tunnel_done()
+CLOSE = 7  # close the client connection (with a reset when ``reset``): the end
+ACTION_NAMES = ("NOTHING", "READ_CLIENT", "DIAL", "SEND_BACKEND", "READ_BACKEND", "SEND_CLIENT", "TUNNEL", "CLOSE")
+
+# ---- states ---------------------------------------------------------------------------------
+IDLE = 0  # between requests: waiting for the first byte of the next (client timeout)
+HEAD = 1  # a request head is arriving (request_head timeout, from its first byte)
+CONNECT = 2  # a backend is chosen; a new connection to it is being opened
+SEND = 3  # the request (head and the body held here) is being written to the backend
+WAIT = 4  # the request went out: waiting for the answer's head (server timeout)
+INTERIM = 5  # a 1xx answer is being written to the client
+RELAY = 6  # the answer's head went out; its body is being relayed
+FLUSH = 7  # the last bytes for this request are being written (an answer, or pylb's own)
+TUNNELING = 8  # after a 101: bytes both ways, the driver's
+CLOSED = 9  # over: the driver closes the client connection
+STATE_NAMES = ("IDLE", "HEAD", "CONNECT", "SEND", "WAIT", "INTERIM", "RELAY", "FLUSH", "TUNNELING", "CLOSED")
+
+# ---- what happened (the table's columns) ------------------------------------------------------
+BYTES = "first bytes of a head"
+REQUEST = "a head, routed; a backend chosen"
+DIALING = "no idle connection: dial"
+CONNECTED = "connected"
+SENT = "request sent"
+REPLAY = "connection lost before any answer: replay"
+INTERIM_HEAD = "1xx head"
+INTERIM_SENT = "1xx written"
+ANSWER_HEAD = "answer head"
+SWITCH = "101 Switching Protocols"
+PIECE = "a piece of the answer's body"
+LAST = "the answer's last bytes"
+ANSWER = "pylb answers itself"
+DONE = "written; keep the connection"
+END = "the connection ends"
+
+TRANSITIONS: dict[int, dict[str, int]] = {
+    IDLE: {BYTES: HEAD, END: CLOSED},
+    HEAD: {REQUEST: SEND, DIALING: CONNECT, ANSWER: FLUSH, DONE: IDLE, END: CLOSED},
+    CONNECT: {CONNECTED: SEND, DIALING: CONNECT, REPLAY: SEND, ANSWER: FLUSH, END: CLOSED},
+    SEND: {SENT: WAIT, REPLAY: SEND, DIALING: CONNECT, ANSWER: FLUSH, END: CLOSED},
+    WAIT: {
+        INTERIM_HEAD: INTERIM,
+        ANSWER_HEAD: RELAY,
+        LAST: FLUSH,
+        SWITCH: TUNNELING,
+        REPLAY: SEND,
+        DIALING: CONNECT,
+        ANSWER: FLUSH,
+        END: CLOSED,
+    },
+    INTERIM: {INTERIM_SENT: WAIT, END: CLOSED},
+    RELAY: {PIECE: RELAY, LAST: FLUSH, END: CLOSED},
+    FLUSH: {DONE: IDLE, END: CLOSED},
+    TUNNELING: {END: CLOSED},
+    CLOSED: {END: CLOSED},
+}
+
+
+class ProtocolBug(RuntimeError):
+    """An event the machine cannot take in its state: a driver's mistake."""
+
+
+class Clock(Protocol):
+    """The balancer's clock: ``now`` is coarse (refreshed every tick, for
+    deadlines); ``time()`` is exact (for the timings of records)."""
+
+    now: float
+
+    def time(self) -> float: ...
+
+
+class Conn(Protocol):
+    """A backend connection, as the machine sees it."""
+
+    backend: Backend
+
+    def close(self) -> None: ...
+
+
+class Connections(Protocol):
+    """Idle keep-alive backend connections (``pylb.net.upstream.Upstream``)."""
+
+    def take_idle(self, backend: Backend, check_open: bool = False) -> Any: ...  # a Conn, or None
+
+    def give_back(self, conn: Any) -> None: ...
+
+
+Observer = Callable[[rec.RequestRecord], None]
+
+
+class Site:
+    """What every exchange of one listener shares: the pool, the backend
+    connections, the timeouts, what the listener is, its counters, the
+    observer that gets each exchange's record."""
+
+    __slots__ = (
+        "clock",
+        "closing",
+        "conns",
+        "errors",
+        "extra_response",
+        "force_ssl",
+        "health",
+        "https_port",
+        "id_prefix",
+        "observer",
+        "pool",
+        "port",
+        "proto",
+        "requests",
+        "retries",
+        "timeouts",
+    )
+
+    def __init__(
+        self,
+        pool: Pool,
+        conns: Connections,
+        timeouts: Timeouts,
+        clock: Clock,
+        proto: str = "http",
+        port: int = 80,
+        *,
+        observer: Observer | None = None,
+        force_ssl: bool = False,
+        retries: int = 3,
+        health: HealthCheck | None = None,
+        https_port: int = 443,
+        extra_response: bytes = b"",
+        id_prefix: str = "",
+    ) -> None:
+        self.pool = pool
+        self.conns = conns
+        self.timeouts = timeouts
+        self.clock = clock
+        self.proto = proto
+        self.port = port
+        self.observer = observer
+        self.force_ssl = force_ssl  # every plain-HTTP request is redirected (not only FORCE_SSL services)
+        self.retries = retries  # other backends tried when one fails before answering (redispatch)
+        self.health = health if health is not None else HealthCheck()  # passive checks count toward its fall
+        self.https_port = https_port  # where redirects to https point
+        self.extra_response = extra_response  # header lines added to every answer (HSTS on https)
+        self.id_prefix = id_prefix  # request ids are ``{id_prefix}{number:x}``
+        self.closing = False  # draining: every answer says Connection: close
+        self.requests = 0
+        self.errors: dict[int, int] = {}
+
+    def request_id(self, number: int) -> str:
+        return f"{self.id_prefix}{number:x}"
+
+    def __repr__(self) -> str:
+        return f"<Site {self.proto}:{self.port} requests={self.requests} errors={self.errors}>"
+
+
+# Heads seen before, parsed: a backend sends the same response head (Date aside)
+# and a client often the same request head, again and again.
+HEAD_CACHE = 512  # parsed heads remembered (per kind); all forgotten when full
+HEAD_CACHE_BYTES = 2048  # longer heads are parsed every time (they seldom repeat)
+_requests: dict[bytes, Head] = {}
+_responses: dict[tuple[bytes, bytes], Head] = {}
+
+
+def parse_request(raw: bytes) -> Head:
+    head = _requests.get(raw)
+    if head is None:
+        head = _parse_request(raw)
+        if len(raw) <= HEAD_CACHE_BYTES:
+            if len(_requests) >= HEAD_CACHE:
+                _requests.clear()
+            _requests[raw] = head
+    return head
+
+
+def parse_response(raw: bytes, method: bytes) -> Head:
+    key = (raw, method)
+    head = _responses.get(key)
+    if head is None:
+        head = _parse_response(raw, method)
+        if len(raw) <= HEAD_CACHE_BYTES:
+            if len(_responses) >= HEAD_CACHE:
+                _responses.clear()
+            _responses[key] = head
+    return head
+
+
+class Exchange:
+    """One client connection's exchanges, one request at a time (pipelined
+    requests wait in ``buf``). See the module's docstring for the protocol."""
+
+    __slots__ = (
+        "answered",
+        "backend",
+        "body_left",
+        "buf",
+        "client_ip",
+        "client_port",
+        "conn",
+        "deadline",
+        "eof",
+        "head",
+        "keep",
+        "left",
+        "out",
+        "rbuf",
+        "replayable",
+        "req",
+        "reset",
+        "reused",
+        "rhead",
+        "rid",
+        "scanner",
+        "sent",
+        "received",
+        "service",
+        "site",
+        "started",
+        "state",
+        "status",
+        "streaming",
+        "suffix",
+        "termination",
+        "timing",
+        "tried",
+        "unsent",
+        "upstate",
+        "dechunk",
+        "rscanner",
+    )
+
+    def __init__(self, site: Site, client: tuple[str, int], buf: bytes = b"") -> None:
+        self.site = site
+        self.client_ip = client[0].encode()
+        self.client_port = client[1]
+        self.suffix = forwarded_suffix(client[0], site.proto, site.port)
+        self.buf = buf  # client bytes not yet used (pipelined requests, a body still held)
+        self.state = IDLE
+        self.deadline = site.clock.now + site.timeouts.client
+        self.eof = False  # the client has closed its side
+        self.out = b""  # what SEND_CLIENT, SEND_BACKEND and TUNNEL write
+        self.reset = False  # CLOSE with a reset: a response was cut short
+        self._clear()
+
+    def _clear(self) -> None:
+        """Forget the request in flight (the connection's bytes stay)."""
+        self.head: Head | None = None
+        self.rhead: Head | None = None
+        self.service = ""
+        self.upstate: BackendState | None = None  # the backend chosen (its pool counter held)
+        self.backend: Backend | None = None
+        self.conn: Conn | None = None
+        self.reused = False
+        self.tried: list[BackendState] = []
+        self.replayable = False
+        self.req = b""  # the request as it goes to the backend (kept while it may be replayed)
+        self.answered = False  # a byte of an answer came back: never replay
+        self.started = False  # a byte of an answer went to the client: failures reset
+        self.streaming = False  # the request body is still arriving (the driver pumps it: body())
+        self.unsent = False  # the backend stopped reading before the whole request was written
+        self.body_left = 0  # its bytes still to come (Content-Length), -1 for chunked
+        self.scanner: ChunkedScanner | None = None
+        self.rbuf = b""  # backend bytes not yet used
+        self.left = 0  # the answer's body bytes still to relay (Content-Length)
+        self.rscanner: ChunkedScanner | None = None
+        self.dechunk = False
+        self.keep = False  # the client connection stays open after this request
+        self.status = 0
+        self.sent = 0  # bytes written to the client for this request
+        self.received = 0  # bytes of this request from the client
+        self.rid = 0
+        self.termination = "--"
+        self.timing: list[float] | None = None  # [start, head, connect start, connected, sent, answer]
+
+    # ---- the table ----------------------------------------------------------------------------
+
+    def _go(self, what: str) -> None:
+        try:
+            self.state = TRANSITIONS[self.state][what]
+        except KeyError:
+            raise ProtocolBug(f"{what!r} in state {STATE_NAMES[self.state]}") from None
+
+    def __repr__(self) -> str:
+        head = self.head
+        request = f" {head.method.decode()} {head.target[:40].decode('latin-1')}" if head is not None else ""
+        return f"<Exchange {STATE_NAMES[self.state]}{request} backend={self.backend} buffered={len(self.buf)}>"
+
+    # ---- the client's side --------------------------------------------------------------------
+
+    def start(self) -> int:
+        """The first action on a new connection (or one handed back)."""
+        return self._next_request() if self.buf else READ_CLIENT
+
+    def client_data(self, data: bytes) -> int:
+        """Bytes from the client."""
+        self.buf = self.buf + data if self.buf else data
+        if self.state <= HEAD:
+            return self._next_request()
+        return NOTHING  # a pipelined request, or a body the driver pumps: it waits
+
+    def client_eof(self) -> int:
+        """The client closed its side (or reset). Between requests that is
+        the end; with a request in flight its answer still goes out (a
+        half-closed client may still read)."""
+        self.eof = True
+        if self.state <= HEAD:
+            return self._end()
+        if self.streaming:
+            return self.upload_failed(None)
+        return NOTHING
+
+    def client_sent(self) -> int:
+        """``out`` is written to the client."""
+        self.sent += len(self.out)
+        self.out = b""
+        state = self.state
+        if state == RELAY:
+            return self._relay() if self.rbuf else self._read_backend()
+        if state == INTERIM:
+            self._go(INTERIM_SENT)
+            return self._answer_head() if self.rbuf else self._read_backend()
+        if state == FLUSH:
+            return self._flushed()
+        raise ProtocolBug(f"client_sent in state {STATE_NAMES[state]}")
+
+    def client_lost(self) -> int:
+        """Writing to the client failed: it is gone."""
+        self.termination = rec.CLIENT_ABORT + self._where()
+        self._drop_backend(failed=False)
+        self._record()
+        return self._end()
+
+    def _next_request(self) -> int:
+        buf = self.buf
+        while buf[:2] == b"\r\n":  # RFC 9112 2.2: ignore empty lines before a request
+            buf = buf[2:]
+        self.buf = buf
+        site = self.site
+        if not buf:
+            if self.eof:
+                return self._end()
+            if self.state == HEAD:  # only empty lines after the last request: still idle
+                self._go(DONE)
+                self.deadline = site.clock.now + site.timeouts.client
+            return READ_CLIENT
+        if self.state == IDLE:
+            self._go(BYTES)
+            self.deadline = min(self.deadline, site.clock.now + site.timeouts.request_head)
+            if site.observer is not None:
+                self.timing = [site.clock.time(), -1.0, -1.0, -1.0, -1.0, -1.0]
+        try:
+            end = buf.find(b"\r\n\r\n") + 4  # find_head_end's common case, inline
+            if end < 4 or end > MAX_HEAD:
+                end = find_head_end(buf)  # more to come, or an error to raise
+                if end < 0:
+                    return self._end() if self.eof else READ_CLIENT
+            raw = buf if end == len(buf) else buf[:end]
+            head = parse_request(raw)
+        except ProxyError as exc:
+            self.buf = b""
+            return self._fail(exc)
+        site.requests += 1
+        self.rid = site.requests
+        self.head = head
+        self.received = end
+        if self.timing is not None:
+            self.timing[1] = site.clock.time()
+        rest = buf[end:]
+        try:
+            if head.method == b"CONNECT":
+                raise BadRequest("CONNECT is not supported: pylb is a reverse proxy")
+            target = head.target
+            pool = site.pool
+            if target[:1] == b"/":  # origin form (authority() and path() in short)
+                service = pool.resolve(head.host, target.partition(b"?")[0], site.proto, site.port)
+            else:
+                service = pool.resolve(head.authority(), head.path(), site.proto, site.port)
+            if site.proto == "http" and (site.force_ssl or pool.force_ssl(service)):
+                self.buf = rest
+                return self._redirect(head)
+        except ProxyError as exc:
+            self.buf = rest
+            return self._fail(exc)
+        self.service = service
+        out = request_head_out(head, self.suffix, self.client_ip, _upgrading(head))
+        framing = head.framing
+        if framing == NO_BODY:
+            self.buf = rest
+        elif framing == LENGTH:
+            length = head.length
+            if len(rest) >= length:
+                out += rest[:length]
+                self.buf = rest[length:]
+                self.received += length
+            else:  # the body streams (the driver pumps it through body())
+                out += rest
+                self.buf = b""
+                self.received += len(rest)
+                self.streaming, self.body_left = True, length - len(rest)
+        else:
+            scanner = ChunkedScanner(BadRequest)
+            try:
+                used = scanner.feed(rest)
+            except ProxyError as exc:
+                self.buf = b""
+                return self._fail(exc)
+            out += rest[:used]
+            self.buf = rest[used:]
+            self.received += used
+            if not scanner.done:
+                self.streaming, self.body_left, self.scanner = True, -1, scanner
+        self.req = out
+        self.replayable = not self.streaming and head.method in IDEMPOTENT
+        return self._pick()
+
+    def _redirect(self, head: Head) -> int:
+        site = self.site
+        keep = head.keep_alive and head.framing == NO_BODY and not site.closing
+        answer = https_redirect(head, site.https_port, keep)
+        if answer is None:
+            return self._fail(BadRequest("no Host to redirect to https"))
+        self.status = int(answer[9:12])
+        self.keep = keep
+        self.termination = rec.PROXY + rec.AT_REQUEST
+        self._go(ANSWER)
+        self.out = answer
+        self.deadline = site.clock.now + site.timeouts.client
+        return SEND_CLIENT
+
+    # ---- choosing a backend and a connection --------------------------------------------------
+
+    def _pick(self) -> int:
+        """Choose a backend (not one tried already) and a connection to it."""
+        site = self.site
+        try:
+            upstate = site.pool.acquire(self.service, self.client_ip, self.tried)
+        except ProxyError as exc:
+            return self._fail(exc)
+        self.upstate = upstate
+        self.backend = upstate.backend
+        return self._connection()
+
+    def _connection(self) -> int:
+        """An idle connection to the chosen backend, else DIAL. A request that
+        may not be replayed goes only on a connection seen open."""
+        site = self.site
+        conn = site.conns.take_idle(self.backend, not self.replayable)  # type: ignore[arg-type]
+        if conn is None:
+            self._go(DIALING)
+            self.deadline = site.clock.now + site.timeouts.connect
+            if self.timing is not None:
+                self.timing[2] = site.clock.time()
+            return DIAL
+        self._go(REQUEST if self.state == HEAD else REPLAY)
+        self.conn, self.reused = conn, True
+        self.out = self.req
+        self.deadline = site.clock.now + site.timeouts.server
+        return SEND_BACKEND
+
+    def connected(self, conn: Conn) -> int:
+        """DIAL succeeded."""
+        self._go(CONNECTED)
+        self.conn, self.reused = conn, False
+        self.out = self.req
+        site = self.site
+        self.deadline = site.clock.now + site.timeouts.server
+        if self.timing is not None:
+            self.timing[3] = site.clock.time()
+        return SEND_BACKEND
+
+    def connect_failed(self, exc: ProxyError) -> int:
+        """DIAL failed (refused, reset, timed out: ConnectFailed, ConnectTimeout)."""
+        return self._redispatch(exc)
+
+    def _redispatch(self, exc: ProxyError) -> int:
+        """The chosen backend failed before answering anything: it counts
+        toward marking it down, and another backend takes the request while
+        ``retries`` allow and one is up; else the client gets ``exc``."""
+        site = self.site
+        upstate = self.upstate
+        assert upstate is not None
+        check = site.pool.check_for(upstate, site.health)
+        if check.enabled and observe(upstate, False, check):
+            log.warning("backend %s is DOWN (%s)", upstate.backend, exc.detail)
+        self._drop_backend(failed=True)
+        self.tried.append(upstate)
+        if len(self.tried) > site.retries or not site.pool.has_other(self.service, self.tried):
+            self.termination = (rec.SERVER_TIMEOUT if isinstance(exc, ConnectTimeout) else rec.SERVER_ABORT) + (
+                rec.AT_CONNECT if isinstance(exc, ConnectFailed | ConnectTimeout) else rec.AT_HEADERS
+            )
+            return self._fail(exc)
+        return self._pick()
+
+    def _drop_backend(self, failed: bool) -> None:
+        """Close the backend connection, if any, and release the backend."""
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+        if self.upstate is not None:
+            self.site.pool.release(self.upstate, failed)
+            self.upstate = None
+
+    # ---- the backend's side -------------------------------------------------------------------
+
+    def backend_sent(self) -> int:
+        """``out`` is written to the backend connection."""
+        self._go(SENT)
+        self.out = b""
+        if not self.replayable:
+            self.req = b""
+        site = self.site
+        self.deadline = site.clock.now + site.timeouts.server
+        if self.timing is not None:
+            self.timing[4] = site.clock.time()
+        return self._answer_head() if self.rbuf else READ_BACKEND
+
+    def backend_lost(self) -> int:
+        """Writing to the backend failed (closed or reset)."""
+        if self.streaming and self.state == WAIT:
+            return READ_BACKEND  # the backend stopped reading the body: its answer tells the rest
+        if self.state == SEND and self.answered:  # it answered early, then stopped reading
+            self._go(SENT)
+            self.unsent = True  # the connection is not reused, the client not kept
+            return self._answer_head()
+        return self.backend_eof()
+
+    def backend_data(self, data: bytes) -> int:
+        """Bytes from the backend."""
+        self.rbuf = self.rbuf + data if self.rbuf else data
+        self.answered = True
+        state = self.state
+        if state == WAIT:
+            return self._answer_head()
+        if state == RELAY:
+            return self._relay()
+        return NOTHING  # SEND (an early answer), INTERIM, FLUSH: used after the write
+
+    def backend_eof(self, reset: bool = False) -> int:
+        """The backend closed the connection (``reset``: with an error: an
+        answer delimited by the close is then cut, not complete)."""
+        state = self.state
+        site = self.site
+        if state in (SEND, WAIT) and not self.answered:
+            if self.replayable:
+                if self.reused:  # closed while idle: another connection to the same backend
+                    self.conn.close()  # type: ignore[union-attr]
+                    self.conn = None
+                    return self._connection()
+                return self._redispatch(NoAnswer(f"backend {self.backend} closed the connection without answering"))
+            self.termination = rec.SERVER_ABORT + rec.AT_HEADERS
+            return self._fail(BadGateway(f"backend {self.backend} closed the connection without answering"))
+        if state in (WAIT, SEND):
+            self.termination = rec.SERVER_ABORT + rec.AT_HEADERS
+            return self._fail(BadGateway(f"backend {self.backend} closed the connection without a complete response"))
+        if state == RELAY and self.rhead is not None and self.rhead.framing == UNTIL_CLOSE and not reset:
+            self.conn.close()  # type: ignore[union-attr]
+            self.conn = None
+            return self._last(self.out)
+        if state == RELAY:
+            self.termination = rec.SERVER_ABORT + rec.AT_DATA
+            log.info("backend %s closed the connection mid-response (%s)", self.backend, site.request_id(self.rid))
+            return self._abort()
+        return NOTHING
+
+    def _answer_head(self) -> int:
+        head = self.head
+        site = self.site
+        assert head is not None
+        while True:
+            buf = self.rbuf
+            try:
+                end = buf.find(b"\r\n\r\n") + 4
+                if end < 4 or end > MAX_HEAD:
+                    end = find_head_end(buf, BadGateway)
+                    if end < 0:
+                        return READ_BACKEND
+                rhead = parse_response(buf if end == len(buf) else buf[:end], head.method)
+            except ProxyError as exc:
+                self.termination = rec.SERVER_ABORT + rec.AT_HEADERS
+                return self._fail(exc)
+            self.rbuf = buf[end:]
+            status = rhead.status
+            if status >= 200:
+                break
+            if status == 101:
+                if not _upgrading(head) or self.streaming:
+                    self.termination = rec.SERVER_ABORT + rec.AT_HEADERS
+                    return self._fail(BadGateway("backend switched protocols without an Upgrade request"))
+                return self._switch(rhead)
+            if head.minor == 1:  # HTTP/1.0 clients know no 1xx: dropped
+                self._go(INTERIM_HEAD)
+                self.out = response_head_out(rhead, 1, True)
+                self.deadline = max(self.deadline, site.clock.now + site.timeouts.client)
+                return SEND_CLIENT
+        if self.timing is not None:
+            self.timing[5] = site.clock.time()
+        self.rhead = rhead
+        self.status = status
+        framing = rhead.framing
+        dechunk = self.dechunk = framing == CHUNKED and head.minor == 0  # HTTP/1.0 knows no chunked coding
+        self.keep = (
+            head.keep_alive
+            and framing != UNTIL_CLOSE
+            and not site.closing
+            and not dechunk
+            and not self.streaming
+            and not self.unsent
+        )
+        out = response_head_out(rhead, head.minor, self.keep, site.extra_response, dechunk)
+        self.started = True
+        self.termination = "--"
+        if framing == NO_BODY:
+            return self._last(out)
+        self._go(ANSWER_HEAD)
+        if framing == LENGTH:
+            self.left = rhead.length
+        elif framing == CHUNKED:
+            self.rscanner = ChunkedScanner(BadGateway)
+        self.out = out
+        return self._relay()
+
+    def _relay(self) -> int:
+        """Relay what arrived of the answer's body (``out`` may hold its head)."""
+        rhead = self.rhead
+        site = self.site
+        assert rhead is not None
+        buf = self.rbuf
+        out = self.out
+        framing = rhead.framing
+        if framing == LENGTH:
+            left = self.left
+            if len(buf) < left:
+                self.left = left - len(buf)
+                self.rbuf = b""
+                out = out + buf if out else buf
+            else:
+                self.left = 0
+                self.rbuf = buf[left:]
+                return self._last(out + buf[:left] if out else buf[:left])
+        elif framing == CHUNKED:
+            scanner = self.rscanner
+            assert scanner is not None
+            payload: list[bytes] | None = [] if self.dechunk else None
+            try:
+                used = scanner.feed(buf, payload)
+            except ProxyError as exc:
+                self.termination = rec.SERVER_ABORT + rec.AT_DATA
+                log.info("backend %s: %s (%s)", self.backend, exc.detail, site.request_id(self.rid))
+                return self._abort()
+            piece = b"".join(payload) if payload is not None else buf[:used]
+            self.rbuf = buf[used:]
+            out = out + piece if out else piece
+            if scanner.done:
+                return self._last(out)
+        else:  # until the backend closes
+            self.rbuf = b""
+            out = out + buf if out else buf
+        self.out = out
+        if not out:
+            return self._read_backend()
+        self._go(PIECE)
+        self.deadline = max(self.deadline, site.clock.now + site.timeouts.client)
+        return SEND_CLIENT
+
+    def _read_backend(self) -> int:
+        self.deadline = self.site.clock.now + self.site.timeouts.server
+        return READ_BACKEND
+
+    def passthrough(self) -> int:
+        """How many of the answer's body bytes may move blind from the backend
+        to the client (splice) right now: the rest of a Content-Length body of
+        at least ``BULK`` bytes, -1 for a body delimited by the backend's close,
+        0 when the machine must see the bytes."""
+        rhead = self.rhead
+        if self.state != RELAY or self.out or self.rbuf or rhead is None:
+            return 0
+        if rhead.framing == LENGTH:
+            return self.left if self.left >= BULK else 0
+        return -1 if rhead.framing == UNTIL_CLOSE else 0
+
+    def moved(self, count: int) -> int:
+        """``count`` body bytes moved blind (``passthrough``)."""
+        self.sent += count
+        rhead = self.rhead
+        assert rhead is not None
+        if rhead.framing == LENGTH:
+            self.left -= count
+            if self.left == 0:
+                return self._last(b"")
+        return self._read_backend()
+
+    def touch(self) -> None:
+        """Bytes move (a body streamed or spliced): the deadline moves with them."""
+        site = self.site
+        self.deadline = max(self.deadline, site.clock.now + max(site.timeouts.server, site.timeouts.client))
+
+    def _last(self, out: bytes) -> int:
+        """The answer is complete: the backend connection goes back (or is
+        closed), the backend is released, the last bytes go out."""
+        site = self.site
+        rhead = self.rhead
+        self._go(LAST)
+        conn = self.conn
+        if conn is not None:
+            self.conn = None
+            if rhead is not None and rhead.keep_alive and not self.rbuf and not self.streaming and not self.unsent:
+                site.conns.give_back(conn)
+            else:
+                conn.close()
+        upstate = self.upstate
+        if upstate is not None:
+            self.upstate = None
+            if upstate.fails_in_row:
+                upstate.fails_in_row = 0
+            site.pool.release(upstate)
+        self.rbuf = b""
+        self.out = out
+        self.deadline = max(self.deadline, site.clock.now + site.timeouts.client)
+        return SEND_CLIENT
+
+    def _flushed(self) -> int:
+        """The last bytes for this request are written: next request, or the end."""
+        self._record()
+        site = self.site
+        if not self.keep or site.closing:
+            return self._end()
+        self._go(DONE)
+        self._clear()
+        now = site.clock.now
+        self.deadline = now + (site.timeouts.request_head if self.buf else site.timeouts.client)
+        if self.buf:
+            return self._next_request()
+        return self._end() if self.eof else READ_CLIENT
+
+    # ---- the request body, streamed ----------------------------------------------------------
+
+    def body(self, data: bytes) -> bytes:
+        """Bytes from the client while ``streaming``: returns those of the
+        body, to write to the backend (the rest waits in ``buf``). Raises
+        BadRequest for a broken chunked body (then ``upload_failed``)."""
+        left = self.body_left
+        if left >= 0:
+            if len(data) > left:
+                self.buf, data = data[left:], data[:left]
+            self.body_left = left = left - len(data)
+            done = left == 0
+        else:
+            scanner = self.scanner
+            assert scanner is not None
+            used = scanner.feed(data)
+            self.buf, data = data[used:], data[:used]
+            done = scanner.done
+        self.received += len(data)
+        if done:
+            self.streaming = False
+        self.touch()
+        return data
+
+    def body_moved(self, count: int) -> None:
+        """``count`` bytes of a Content-Length body moved blind (splice)."""
+        self.body_left -= count
+        self.received += count
+        if self.body_left <= 0:
+            self.streaming = False
+
+    def upload_failed(self, exc: ProxyError | None) -> int:
+        """The streamed body broke: ``exc`` (a bad chunk), or None when the
+        client went away before sending all of it."""
+        self.streaming = False
+        if exc is not None and not self.started:
+            self.termination = rec.CLIENT_ABORT + rec.AT_DATA
+            self._drop_backend(failed=False)
+            return self._fail(exc)
+        self.termination = rec.CLIENT_ABORT + rec.AT_DATA
+        self._drop_backend(failed=False)
+        self._record()
+        return self._end()
+
+    # ---- 101 and the tunnel -------------------------------------------------------------------
+
+    def _switch(self, rhead: Head) -> int:
+        head = self.head
+        assert head is not None
+        self._go(SWITCH)
+        self.rhead = rhead
+        self.status = 101
+        self.started = True
+        self.out = response_head_out(rhead, head.minor, True) + self.rbuf
+        self.rbuf = b""
+        site = self.site
+        self.deadline = site.clock.now + site.timeouts.tunnel
+        return TUNNEL
+
+    def tunnel_touch(self) -> None:
+        """Bytes moved in the tunnel: its idle timeout starts again."""
+        self.deadline = self.site.clock.now + self.site.timeouts.tunnel
+
+    def tunnel_done(self) -> int:
+        """Both directions of the tunnel have ended."""
+        self._drop_backend(failed=False)
+        self._record()
+        return self._end()
+
+    # ---- deadlines, errors and the end --------------------------------------------------------
+
+    def expired(self) -> int:
+        """The deadline passed: say why when the client can still hear it."""
+        state = self.state
+        if state == CONNECT:  # the connect timeout: another backend may take the request
+            timeout = self.site.timeouts.connect
+            return self.connect_failed(ConnectTimeout(f"connect to {self.backend} timed out after {timeout:g}s"))
+        if state == HEAD:
+            self.termination = rec.CLIENT_TIMEOUT + rec.AT_REQUEST
+            self.buf = b""
+            return self._fail(RequestTimeout("the request head did not arrive in time"))
+        if state in (CONNECT, SEND, WAIT) and not self.started:
+            self.termination = rec.SERVER_TIMEOUT + (rec.AT_CONNECT if state == CONNECT else rec.AT_HEADERS)
+            self._drop_backend(failed=True)
+            self.keep = False
+            return self._fail(GatewayTimeout("the backend did not answer in time"), keep=False)
+        if state in (RELAY, INTERIM) or (state == FLUSH and self.started):
+            self.termination = (rec.SERVER_TIMEOUT if state == RELAY else rec.CLIENT_TIMEOUT) + rec.AT_DATA
+            return self._abort()
+        if state == TUNNELING:
+            return self.tunnel_done()
+        if state == FLUSH:  # our own answer is not being read
+            self._record()
+        return self._end()
+
+    def _fail(self, exc: ProxyError, keep: bool | None = None) -> int:
+        """Answer ``exc`` (once any byte of an answer went out: reset)."""
+        if self.started:
+            return self._abort()
+        site = self.site
+        self._drop_backend(failed=False)
+        head = self.head
+        if keep is None:
+            keep = (
+                isinstance(exc, NoBackend)
+                and head is not None
+                and head.framing == NO_BODY
+                and head.keep_alive
+                and not site.closing
+            )
+        if self.termination == "--":
+            self.termination = rec.PROXY + (rec.AT_REQUEST if self.state <= HEAD else rec.AT_CONNECT)
+        self.keep = keep
+        self.status = exc.status
+        site.errors[exc.status] = site.errors.get(exc.status, 0) + 1
+        rid = site.request_id(self.rid) if self.rid else ""
+        if exc.status >= 500:
+            log.info("%d for %s: %s (%s)", exc.status, self.client_ip.decode(), exc.detail, rid or "no request")
+        self.streaming = False
+        self._go(ANSWER)
+        self.out = error_response(exc.status, exc.reason, exc.detail, keep, head is not None and head.method == b"HEAD")
+        self.deadline = site.clock.now + site.timeouts.client
+        return SEND_CLIENT
+
+    def _abort(self) -> int:
+        """A failure after the answer began: the client connection is reset."""
+        self._drop_backend(failed=False)
+        self._record()
+        self.reset = True
+        return self._end()
+
+    def _end(self) -> int:
+        if self.state != CLOSED:
+            self._go(END)
+        self._drop_backend(failed=False)
+        self.streaming = False
+        return CLOSE
+
+    def _where(self) -> str:
+        state = self.state
+        if state <= HEAD:
+            return rec.AT_REQUEST
+        if state == CONNECT:
+            return rec.AT_CONNECT
+        if state in (SEND, WAIT):
+            return rec.AT_HEADERS
+        return rec.AT_DATA
+
+    def _record(self) -> None:
+        site = self.site
+        observer = site.observer
+        head = self.head
+        if observer is None or head is None:
+            return
+        timing = self.timing
+        now = site.clock.time()
+        start = timing[0] if timing is not None else now
+        status = self.status
+        observer(
+            rec.RequestRecord(
+                client=self.client_ip.decode(),
+                method=head.method.decode("latin-1"),
+                target=head.target.decode("latin-1"),
+                backend=self.backend,
+                status=status,
+                bytes_sent=self.sent,
+                seconds=now - start,
+                client_port=self.client_port,
+                host=(head.host or b"").decode("latin-1"),
+                service=self.service,
+                version=f"HTTP/1.{head.minor}",
+                bytes_received=self.received,
+                t_request=_span(timing, 0, 1),
+                t_connect=_span(timing, 2, 3),
+                t_response=_span(timing, 4, 5),
+                retries=len(self.tried),
+                termination=self.termination,
+                request_id=site.request_id(self.rid),
+                listener=f"{site.proto}:{site.port}",
+            )
+        )
+
+
+def _span(timing: list[float] | None, a: int, b: int) -> float:
+    if timing is None or timing[a] < 0 or timing[b] < 0:
+        return -1.0
+    return timing[b] - timing[a]
+
+
+def _upgrading(head: Head) -> bool:
+    """Whether pylb passes this request's Upgrade on (never h2c: pylb speaks
+    HTTP/1.1 to both sides), and so may relay a 101."""
+    return head.upgrade is not None and head.upgrade.lower() != b"h2c"
+
+
+def describe() -> str:
+    """The state table as Markdown (docs/architecture.md shows it; a test
+    holds the two equal)."""
+    rows = ["| state | what happened | next state |", "| --- | --- | --- |"]
+    for state, moves in TRANSITIONS.items():
+        for what, to in moves.items():
+            rows.append(f"| {STATE_NAMES[state]} | {what} | {STATE_NAMES[to]} |")
+    return "\n".join(rows)
+
+
+__all__ = [
+    "ACTION_NAMES",
+    "BULK",
+    "CLOSE",
+    "DIAL",
+    "IDEMPOTENT",
+    "NOTHING",
+    "READ_BACKEND",
+    "READ_CLIENT",
+    "SEND_BACKEND",
+    "SEND_CLIENT",
+    "STATE_NAMES",
+    "TRANSITIONS",
+    "TUNNEL",
+    "Clock",
+    "Conn",
+    "Connections",
+    "Exchange",
+    "Observer",
+    "ProtocolBug",
+    "Site",
+    "describe",
+]
