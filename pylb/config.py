@@ -36,7 +36,7 @@ from pylb.net.settings import Settings
 from pylb.tls import CertBundle, bundle_from_file, bundles_from_folder, parse_pem_bundle
 
 MODES = ("http", "tcp")
-DISCOVERY_MODES = ("docker", "links", "auto", "none")
+DISCOVERY_MODES = ("docker", "swarm", "links", "auto", "none")
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -63,6 +63,7 @@ class Config:
     network: str | None = None
     use_published_ports: bool = False
     expose_all: bool = False
+    swarm_poll: float = 2.0
     mode: str = "http"
     send_proxy: str | None = None
     accept_proxy: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
@@ -176,6 +177,13 @@ def parse_discover(text: str, what: str) -> str:
     value = text.strip().lower()
     if value not in DISCOVERY_MODES:
         raise ConfigError(f"{what}: unknown mode {text!r} (use one of: {', '.join(DISCOVERY_MODES)})")
+    return value
+
+
+def _parse_poll(text: str, what: str) -> float:
+    value = _parse_seconds(text, what)
+    if not 0.1 <= value <= 3600:
+        raise ConfigError(f"{what}: {text!r} must be from 0.1 to 3600 seconds (example: 2)")
     return value
 
 
@@ -356,7 +364,8 @@ OPTIONS: tuple[Option, ...] = (
         "PYLB_DISCOVER",
         "MODE",
         "Find backends by themselves: docker (engine events, labels and VIRTUAL_HOST; see docs/discovery.md), "
-        "links (legacy --link variables), auto (docker when its socket answers, else links) or none. "
+        "swarm (a swarm manager's services and tasks; see docs/swarm.md), links (legacy --link variables), "
+        "auto (swarm when the engine is a swarm manager, docker when its socket answers, else links) or none. "
         "Off when --backend or --route are given.",
         parse_discover,
         "docker",
@@ -366,8 +375,8 @@ OPTIONS: tuple[Option, ...] = (
         "--network",
         "PYLB_NETWORK",
         "NAME",
-        "Docker discovery: reach containers by their IP on this network (default: a network shared with "
-        "pylb's container, else the container's first network).",
+        "Docker and Swarm discovery: reach containers (tasks) by their IP on this network (default: a network "
+        "shared with pylb's container, else the container's first network).",
         _parse_network,
         "myapp_default",
     ),
@@ -390,6 +399,15 @@ OPTIONS: tuple[Option, ...] = (
         "(opt out with the label pylb.enable=false).",
         parse_bool,
         "true",
+    ),
+    Option(
+        "swarm_poll",
+        "--swarm-poll",
+        "PYLB_SWARM_POLL",
+        "SECONDS",
+        "Swarm discovery: list the tasks this often besides on events (tasks have no events of their own).",
+        _parse_poll,
+        "1",
     ),
     Option(
         "lanes",

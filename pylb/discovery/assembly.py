@@ -60,16 +60,53 @@ class Member:
 
 
 @dataclass(frozen=True, slots=True)
+class Probe:
+    """One check of a pending backend: a connect, then ``http`` (``(method,
+    path)``) when set; ``inherit``: the service has no checks of its own, so
+    the balancer's ``HTTP_CHECK`` applies when there is one. TCP ports are
+    only connected to."""
+
+    backend: Backend
+    http: tuple[str, str] | None = None
+    inherit: bool = False
+
+    @classmethod
+    def of(cls, member: Member) -> Probe:
+        if member.tcp_port is not None:
+            return cls(member.backend)
+        if member.check is None:
+            return cls(member.backend, None, True)
+        return cls(member.backend, member.check.http)
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A container or task that runs but whose Docker HEALTHCHECK still says
+    ``starting``: it joins the snapshot when pylb's own ``probes`` pass.
+    ``key`` names this run of it (a restart is a new key)."""
+
+    key: str
+    name: str
+    probes: tuple[Probe, ...]
+
+    @classmethod
+    def of(cls, key: str, name: str, members: Iterable[Member]) -> Pending:
+        return cls(key, name, tuple(dict.fromkeys(Probe.of(m) for m in members)))
+
+
+@dataclass(frozen=True, slots=True)
 class Discovered:
     """What a provider's builder found: the ``snapshot`` to swap in, the
     ``certificates`` containers bring (for the CertStore), ``warnings`` (one
-    line each, never holding an environment value) and ``names``, which maps
-    ``"host:port"`` to the container or alias behind it, for log lines."""
+    line each, never holding an environment value), ``names``, which maps
+    ``"host:port"`` to the container or alias behind it, for log lines, and
+    ``pending``: what runs but waits for a probe to join (``Pending``)."""
 
     snapshot: Snapshot
     certificates: tuple[CertBundle, ...] = ()
     warnings: tuple[str, ...] = ()
     names: tuple[tuple[str, str], ...] = field(default=(), compare=False)
+    pending: tuple[Pending, ...] = field(default=(), compare=False)
 
     def name_of(self, backend: Backend) -> str | None:
         return dict(self.names).get(str(backend))

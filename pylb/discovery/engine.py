@@ -1,9 +1,10 @@
 """The Docker engine as the watcher sees it: a few blocking calls, and what
 their failures mean.
 
-Owns: ``Engine`` (the protocol the watcher needs: an event stream, the
-running containers' inspect data, one container's), ``SdkEngine`` (that
-protocol over the ``docker`` SDK, which honours ``DOCKER_HOST``,
+Owns: ``Engine`` (the protocol the Docker watcher needs: an event stream, the
+running containers' inspect data, one container's), ``SwarmEngine`` (what the
+Swarm watcher needs besides: services, tasks, networks), ``SdkEngine`` (both
+protocols over the ``docker`` SDK, which honours ``DOCKER_HOST``,
 ``DOCKER_TLS_VERIFY`` and ``DOCKER_CERT_PATH``), and ``describe_fault``, the one
 place where an SDK or socket error becomes a line an operator can act on.
 Must not know: trio, snapshots, containers' meaning.
@@ -52,6 +53,22 @@ class Engine(Protocol):
     def close(self) -> None: ...
 
 
+class SwarmEngine(Engine, Protocol):
+    """What the Swarm watcher asks of a manager besides. All calls block."""
+
+    def services(self) -> list[dict[str, Any]]:
+        """Every service (``GET /services``)."""
+        ...
+
+    def tasks(self) -> list[dict[str, Any]]:
+        """The tasks whose desired state is ``running`` (``GET /tasks``)."""
+        ...
+
+    def networks(self) -> list[dict[str, Any]]:
+        """The swarm-scoped networks (``GET /networks``)."""
+        ...
+
+
 class SdkEngine:
     """``Engine`` over the docker SDK. Building it talks to the daemon (API
     version negotiation); ``environ`` replaces ``os.environ`` for the
@@ -81,6 +98,22 @@ class SdkEngine:
         except self._not_found:
             return None
         return attrs
+
+    def services(self) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = self._api.services()
+        return found
+
+    def tasks(self) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = self._api.tasks(filters={"desired-state": "running"})
+        return found
+
+    def networks(self) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = self._api.networks(filters={"scope": "swarm"})
+        return found
+
+    def info(self) -> dict[str, Any]:
+        found: dict[str, Any] = self._api.info()
+        return found
 
     def ping(self) -> None:
         self._api.ping()

@@ -1,9 +1,10 @@
 """From ``--discover`` to a running provider: the choice, ``auto``, the start.
 
 Owns: which provider runs (``resolve_mode``: static flags win over a
-discovery set in the environment; ``choose_auto``: docker when the daemon
-answers, else links, else an error), probing the daemon for ``auto``, and
-``Provider``, which feeds a balancer: links once, docker for ever.
+discovery set in the environment; ``choose_auto``: swarm when the daemon is
+a swarm manager, docker when it answers, else links, else an error), probing
+the daemon for ``auto``, and ``Provider``, which feeds a balancer: links
+once, docker or swarm for ever.
 Must not know: the CLI's argument parsing, logging setup, the data plane.
 
 Invariants: every refusal is a ConfigError whose one line says what to pass;
@@ -22,6 +23,7 @@ from typing import Protocol
 import trio
 
 from pylb.core.errors import ConfigError
+from pylb.core.health import HealthCheck
 from pylb.discovery.docker_build import DockerOptions
 from pylb.discovery.docker_watch import DockerWatcher, Target
 from pylb.discovery.engine import (
@@ -33,6 +35,7 @@ from pylb.discovery.engine import (
     load_sdk,
 )
 from pylb.discovery.links import build_from_links, has_links
+from pylb.discovery.swarm_watch import SwarmWatcher
 
 log = logging.getLogger("pylb.discovery")
 
@@ -62,10 +65,14 @@ class Wanted(Protocol):
     def expose_all(self) -> bool: ...
     @property
     def balance(self) -> str: ...
+    @property
+    def swarm_poll(self) -> float: ...
+    @property
+    def health(self) -> HealthCheck: ...
 
 
 def resolve_mode(config: Wanted, explicit: bool) -> str:
-    """The provider to run: ``none``, ``docker``, ``links`` or ``auto``.
+    """The provider to run: ``none``, ``docker``, ``swarm``, ``links`` or ``auto``.
 
     ``explicit``: ``--discover`` was on the command line (not only in
     ``PYLB_DISCOVER``). Static backends or routes turn discovery off, unless
@@ -84,8 +91,11 @@ def resolve_mode(config: Wanted, explicit: bool) -> str:
 
 
 def choose_auto(daemon: str, links: bool, reason: str = "") -> str:
-    """``auto``: ``daemon`` is what probing found (``ok``, ``denied``, ``down``
-    or ``absent``), ``links`` whether link variables exist."""
+    """``auto``: ``daemon`` is what probing found (``manager``: it answers and
+    manages a swarm; ``ok``, ``denied``, ``down`` or ``absent``), ``links``
+    whether link variables exist."""
+    if daemon == "manager":
+        return "swarm"
     if daemon == "ok":
         return "docker"
     if links:
@@ -101,32 +111,40 @@ def choose_auto(daemon: str, links: bool, reason: str = "") -> str:
 
 
 async def probe_docker(environ: Mapping[str, str], timeout: float = PROBE_SECONDS) -> tuple[str, str]:
-    """Whether the daemon answers within ``timeout``: (state, one-line reason)."""
+    """Whether the daemon answers within ``timeout``, and whether it is a
+    swarm manager (``docker info``'s Swarm.ControlAvailable): (state, one-line reason)."""
     host = docker_host(environ)
     if not environ.get("DOCKER_HOST", "").strip() and not os.path.exists(SOCKET):
         return "absent", f"no DOCKER_HOST and no {SOCKET}"
 
-    def ping() -> None:
+    def ask() -> bool:
         engine = SdkEngine(environ, timeout=timeout)
         try:
             engine.ping()
+            try:
+                info = engine.info()
+            except Exception:  # a socket proxy may refuse /info (INFO=0): then it is no swarm we can see
+                return False
+            return bool((info.get("Swarm") or {}).get("ControlAvailable"))
         finally:
             engine.close()
 
     with trio.move_on_after(timeout + 0.5):
         try:
-            await trio.to_thread.run_sync(ping, abandon_on_cancel=True)
+            manager = await trio.to_thread.run_sync(ask, abandon_on_cancel=True)
         except ConfigError as exc:  # the docker package is missing
             return "absent", str(exc)
         except Exception as exc:
             return ("denied" if is_permission_denied(exc) else "down"), describe_fault(exc, host)
+        if manager:
+            return "manager", f"the Docker daemon at {host} is a swarm manager (--discover docker for its containers)"
         return "ok", f"the Docker daemon at {host} answers"
     return "down", f"the Docker daemon at {host} did not answer within {timeout:g} s"
 
 
 @dataclass
 class Provider:
-    """A chosen, checked provider: ``kind`` is ``none``, ``docker`` or ``links``."""
+    """A chosen, checked provider: ``kind`` is ``none``, ``docker``, ``swarm`` or ``links``."""
 
     kind: str
     config: Wanted
@@ -134,7 +152,7 @@ class Provider:
 
     @property
     def description(self) -> str:
-        return {"none": "static backends", "docker": "discovery: docker", "links": "discovery: links"}[self.kind]
+        return f"discovery: {self.kind}" if self.kind != "none" else "static backends"
 
     def docker_options(self) -> DockerOptions:
         config = self.config
@@ -151,13 +169,18 @@ class Provider:
         return len(backends)
 
     async def run(self, target: Target, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Feed ``target``: links once (then return), docker until cancelled."""
+        """Feed ``target``: links once (then return), docker or swarm until cancelled."""
         if self.kind == "links":
             self.feed_links(target)
-        if self.kind != "docker":
+        watcher: DockerWatcher | SwarmWatcher
+        if self.kind == "docker":
+            watcher = DockerWatcher(target, self.docker_options(), environ=self.environ, check=self.config.health)
+        elif self.kind == "swarm":
+            options, poll, check = self.docker_options(), self.config.swarm_poll, self.config.health
+            watcher = SwarmWatcher(target, options, environ=self.environ, poll=poll, check=check)
+        else:
             task_status.started()
             return
-        watcher = DockerWatcher(target, self.docker_options(), environ=self.environ)
         task_status.started()
         await watcher.run()
 
@@ -169,7 +192,7 @@ async def prepare(mode: str, config: Wanted, environ: Mapping[str, str] | None =
     if mode == "auto":
         daemon, reason = await probe_docker(environ)
         mode = choose_auto(daemon, has_links(environ), reason)
-        if daemon != "ok":
+        if daemon not in ("ok", "manager"):
             reason += "; using the linked containers" if mode == "links" else "; waiting for the daemon"
         log.info("--discover auto: %s (%s)", mode, reason)
     if mode == "links" and not has_links(environ):
@@ -177,9 +200,9 @@ async def prepare(mode: str, config: Wanted, environ: Mapping[str, str] | None =
             "--discover links: no linked containers (no <ALIAS>_NAME and <ALIAS>_PORT_<n>_TCP_ADDR variables); "
             "run pylb with --link CONTAINER:ALIAS, or use --discover docker"
         )
-    if mode == "docker":
+    if mode in ("docker", "swarm"):
         try:
             load_sdk()
         except ConfigError:
-            raise ConfigError(f"--discover docker: {INSTALL_HINT}") from None
+            raise ConfigError(f"--discover {mode}: {INSTALL_HINT}") from None
     return Provider(mode, config, environ)

@@ -2,9 +2,10 @@
 
 Owns: the checking task, one round every ``inter`` seconds, each backend
 checked concurrently with a timeout; a TCP check is a connect, an HTTP check
-a request whose 2xx/3xx answer means healthy. Results go through
-``pylb.core.health.observe`` (rise/fall). Must not know: routing, HTTP
-proxying, discovery.
+a request whose 2xx/3xx answer means healthy (``probe``, which discovery
+also uses to let a container whose HEALTHCHECK is still starting join at
+once). Results go through ``pylb.core.health.observe`` (rise/fall). Must not
+know: routing, HTTP proxying, discovery.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import trio
 
 from pylb.core.errors import ProxyError
 from pylb.core.health import HealthCheck, observe
+from pylb.core.models import Backend
 from pylb.core.pool import Pool
 from pylb.core.state import BackendState
 from pylb.net.upstream import BackendStream, Dialer
@@ -67,40 +69,49 @@ class HealthChecker:
         return max(0.1, nearest - now)
 
     async def _check_one(self, state: BackendState, check: HealthCheck) -> None:
-        reason = ""
-        timeout = min(self.timeout, check.inter)
-        with trio.move_on_after(timeout) as scope:
-            reason = await self._probe(state, check, timeout)
-        if scope.cancelled_caught:
-            reason = f"no answer within {timeout:g}s"
+        reason = await probe(self.dialer, state.backend, check.http, min(self.timeout, check.inter))
         if observe(state, not reason, check):
             if state.healthy:
                 log.warning("backend %s is UP (%d checks passed)", state.backend, check.rise)
             else:
                 log.warning("backend %s is DOWN (%d checks failed: %s)", state.backend, check.fall, reason)
 
-    async def _probe(self, state: BackendState, check: HealthCheck, timeout: float) -> str:
-        """An empty string when healthy, else why not."""
-        try:
-            stream = await self.dialer(state.backend, timeout)
-        except ProxyError as exc:
-            return exc.detail
-        try:
-            if check.http is None:
-                return ""
-            method, path = check.http
-            await stream.send_all(
-                f"{method} {path} HTTP/1.1\r\nHost: {state.backend}\r\nUser-Agent: pylb-health\r\n"
-                "Connection: close\r\n\r\n".encode()
-            )
-            line = await _status_line(stream)
-            if line[:9] in (b"HTTP/1.1 ", b"HTTP/1.0 ") and line[9:10] in (b"2", b"3"):
-                return ""
-            return f"answered {line[:40]!r}"
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            return f"connection failed: {exc}"
-        finally:
-            stream.close()
+
+async def probe(dialer: Dialer, backend: Backend, http: tuple[str, str] | None, timeout: float) -> str:
+    """One check of ``backend``: a connect, then, when ``http`` is given as
+    ``(method, path)``, that request, whose 2xx/3xx answer passes. Returns an
+    empty string when it passed, else why not; bounded by ``timeout``; never
+    raises for the backend's faults. (The checker's rounds and discovery's
+    probes of new containers both use it.)"""
+    reason = ""
+    with trio.move_on_after(timeout) as scope:
+        reason = await _probe(dialer, backend, http, timeout)
+    if scope.cancelled_caught:
+        reason = f"no answer within {timeout:g}s"
+    return reason
+
+
+async def _probe(dialer: Dialer, backend: Backend, http: tuple[str, str] | None, timeout: float) -> str:
+    try:
+        stream = await dialer(backend, timeout)
+    except ProxyError as exc:
+        return exc.detail
+    try:
+        if http is None:
+            return ""
+        method, path = http
+        await stream.send_all(
+            f"{method} {path} HTTP/1.1\r\nHost: {backend}\r\nUser-Agent: pylb-health\r\n"
+            "Connection: close\r\n\r\n".encode()
+        )
+        line = await _status_line(stream)
+        if line[:9] in (b"HTTP/1.1 ", b"HTTP/1.0 ") and line[9:10] in (b"2", b"3"):
+            return ""
+        return f"answered {line[:40]!r}"
+    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        return f"connection failed: {exc}"
+    finally:
+        stream.close()
 
 
 async def _status_line(stream: BackendStream) -> bytes:

@@ -17,7 +17,7 @@ import tarfile
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -299,9 +299,15 @@ class Failure:
 
 @dataclass
 class LoadStats:
+    """What a load run saw. ``first_seen``: when (wall clock, ``time.time()``:
+    comparable with Docker's timestamps) each backend's first answer came;
+    ``on_new(body)`` is called at that moment."""
+
     ok: int = 0
     failures: list[Failure] = field(default_factory=list)
     served_by: Counter[str] = field(default_factory=Counter)
+    first_seen: dict[str, float] = field(default_factory=dict)
+    on_new: Callable[[str], None] | None = None
 
     @property
     def total(self) -> int:
@@ -327,7 +333,12 @@ async def load(port: int, host: str, connections: int, stop: trio.Event, stats: 
                     continue
                 if status == 200:
                     stats.ok += 1
-                    stats.served_by[body.decode("latin-1").strip()] += 1
+                    name = body.decode("latin-1").strip()
+                    stats.served_by[name] += 1
+                    if name not in stats.first_seen:
+                        stats.first_seen[name] = time.time()
+                        if stats.on_new is not None:
+                            stats.on_new(name)
                 else:
                     stats.failures.append(Failure(started, f"{status} {body[:200]!r}"))
         finally:

@@ -13,7 +13,7 @@ from pylb.core.errors import ConfigError
 from pylb.discovery import engine, launch, own
 
 PACKAGE = pathlib.Path(pylb.discovery.__file__).parent
-PURE = ("assembly.py", "docker_build.py", "links.py", "own.py")
+PURE = ("assembly.py", "declared.py", "docker_build.py", "swarm_build.py", "links.py", "own.py")
 FORBIDDEN = {"trio", "socket", "docker", "time", "threading", "asyncio", "requests", "urllib3", "logging"}
 
 
@@ -23,10 +23,14 @@ def test_public_names_are_pinned() -> None:
         "DockerOptions",
         "DockerWatcher",
         "Member",
+        "SwarmOwn",
+        "SwarmWatcher",
         "build_from_links",
         "build_snapshot",
+        "build_swarm_snapshot",
         "has_links",
         "open_docker_discovery",
+        "open_swarm_discovery",
     }
 
 

@@ -12,13 +12,17 @@ from fakes import cid, compose, container
 from pylb.core.health import HealthCheck
 from pylb.core.models import Backend, Route, Service, Snapshot
 from pylb.discovery import Discovered, DockerOptions, build_snapshot
+from pylb.discovery.assembly import Pending, Probe
+from pylb.discovery.docker_build import run_key
 
 SECRETS = ("hunter2", "s3cr3t-value")
 
 
-def build(*containers: dict[str, Any], own: dict[str, Any] | None = None, **options: Any) -> Discovered:
-    found = build_snapshot(list(containers), own, DockerOptions(**options))
-    text = repr(found) + " ".join(found.warnings) + repr(found.names)
+def build(
+    *containers: dict[str, Any], own: dict[str, Any] | None = None, probed: tuple[str, ...] = (), **options: Any
+) -> Discovered:
+    found = build_snapshot(list(containers), own, DockerOptions(**options), probed)
+    text = repr(found) + " ".join(found.warnings) + repr(found.names) + repr(found.pending)
     for secret in SECRETS:
         assert secret not in text, "a container's environment value leaked into the builder's output"
     return found
@@ -61,6 +65,27 @@ def test_candidates(kwargs: dict[str, Any], options: dict[str, Any], taken: bool
     found = build(container("web-1", **kwargs), **options)
     assert bool(found.snapshot.services) is taken
     assert not found.warnings
+
+
+def test_a_container_still_starting_its_healthcheck_is_pending_until_probed() -> None:
+    checked = container("web-1", labels={"pylb.port": "80", "pylb.check.http": "GET /ready"}, health="starting")
+    plain = container("web-2", labels={"pylb.port": "80", "pylb.tcp": "5432"}, health="starting")
+    found = build(checked, plain)
+    assert not found.snapshot.services
+    assert found.pending == (
+        Pending(run_key(checked), "web-1", (Probe(Backend(ip("web-1"), 80), ("GET", "/ready")),)),
+        Pending(
+            run_key(plain), "web-2", (Probe(Backend(ip("web-2"), 80), None, True), Probe(Backend(ip("web-2"), 5432)))
+        ),
+    )
+    found = build(checked, plain, probed=(run_key(checked),))
+    assert backends(found) == [f"{ip('web-1')}:80"] and [p.name for p in found.pending] == ["web-2"]
+    restarted = container(
+        "web-1", labels=checked["Config"]["Labels"], health="starting", started="2026-01-02T00:00:00Z"
+    )
+    assert run_key(restarted) != run_key(checked)  # a restart is probed again
+    assert [p.name for p in build(restarted, probed=(run_key(checked),)).pending] == ["web-1"]
+    assert build(container("web-3", labels={"pylb.port": "80"}, health="unhealthy")).pending == ()
 
 
 @pytest.mark.parametrize(

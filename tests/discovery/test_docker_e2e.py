@@ -94,10 +94,13 @@ async def test_two_labelled_containers_alternate(kit: DockerKit) -> None:
     assert all(x != y for x, y in itertools.pairwise(answers)), answers
 
 
-async def test_a_container_with_a_healthcheck_joins_when_healthy_and_leaves_when_unhealthy(kit: DockerKit) -> None:
+async def test_a_container_with_a_healthcheck_joins_when_ready_and_leaves_when_unhealthy(kit: DockerKit) -> None:
+    """While Docker says ``starting``, pylb's own probe decides; this container
+    listens before it is ready, so it says when it is with an HTTP check
+    (busybox httpd answers 404 for /ready until the file exists)."""
     host = kit.host("health")
     health = ["--health-cmd", "test -f /www/ready", "--health-interval", "250ms", "--health-retries", "1"]
-    c = await kit.arun(labels={"pylb.host": host}, extra=health)
+    c = await kit.arun(labels={"pylb.host": host, "pylb.check.http": "GET /ready"}, extra=health)
     address = f"{ip_of(c)}:80"
     async with balancer_with_discovery() as (lb, watcher, _):
         assert address not in addresses(watcher.snapshot or Snapshot())
@@ -109,6 +112,19 @@ async def test_a_container_with_a_healthcheck_joins_when_healthy_and_leaves_when
         await kit.acommand("exec", c.id, "rm", "/www/ready")
         with trio.fail_after(10):
             await watcher.wait_until(lambda s: address not in addresses(s))
+
+
+async def test_a_container_starting_its_healthcheck_joins_as_soon_as_it_answers(kit: DockerKit) -> None:
+    """Docker's first check comes after a minute here: pylb's probe lets the container in long before."""
+    host = kit.host("starting")
+    health = ["--health-cmd", "true", "--health-interval", "60s"]
+    c = await kit.arun(labels={"pylb.host": host}, extra=health)
+    async with balancer_with_discovery() as (lb, watcher, _):
+        with trio.fail_after(10):
+            await watcher.wait_until(lambda s: f"{ip_of(c)}:80" in addresses(s))
+        assert await get_once(lb.addresses[0].port, host) == (200, c.short)
+        assert docker("inspect", "-f", "{{.State.Health.Status}}", c.id) == "starting"
+        assert watcher.statistics()["joined_by_probe"] == 1
 
 
 async def test_published_ports(kit: DockerKit) -> None:

@@ -6,44 +6,20 @@ from __future__ import annotations
 import copy
 import itertools
 import logging
-import queue
+import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 import trio
 import trustme
+from fake_engines import END, FakeStream, Target
 from fakes import cid, container
 
-from pylb.core.models import Snapshot
-from pylb.core.pool import Pool, SwapResult
 from pylb.discovery import DockerWatcher, open_docker_discovery
-
-END = object()
-
-
-class FakeStream:
-    def __init__(self) -> None:
-        self.queue: queue.Queue[object] = queue.Queue()
-        self.closed = False
-
-    def __iter__(self) -> Iterator[Any]:
-        return self
-
-    def __next__(self) -> Any:
-        item = self.queue.get()
-        if item is END:
-            raise StopIteration
-        if isinstance(item, Exception):
-            raise item
-        return item
-
-    def close(self) -> None:
-        self.closed = True
-        self.queue.put(END)
 
 
 class FakeDocker:
@@ -107,21 +83,6 @@ class FakeEngine:
 
     def close(self) -> None:
         pass
-
-
-class Target:
-    def __init__(self, certs: object = None) -> None:
-        self.pool = Pool()
-        self.swaps: list[Snapshot] = []
-        self.certs = certs
-
-    def swap(self, snapshot: Snapshot) -> SwapResult:
-        self.swaps.append(snapshot)
-        return self.pool.swap(snapshot)
-
-    def backends(self) -> set[str]:
-        snapshot = self.pool.snapshot
-        return {str(b) for s in snapshot.services for b in s.backends} if snapshot else set()
 
 
 def web(name: str, **kwargs: Any) -> dict[str, Any]:
@@ -390,3 +351,26 @@ async def test_own_container_detection(monkeypatch: pytest.MonkeyPatch) -> None:
         async with open_docker_discovery(target, connect=docker.connect, coalesce=0.01) as watcher:
             await watcher.wait_synced()
     assert target.backends() == {"10.5.0.3:80"}
+
+
+async def test_a_container_still_starting_its_healthcheck_joins_when_pylbs_probe_passes() -> None:
+    """Docker would say healthy after its first interval (10 s or 30 s by
+    default); pylb's own probe lets the container in as soon as it listens."""
+    docker, target = FakeDocker(), Target()
+    with socket.socket() as sock:  # a port nothing listens on, yet
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    starting = web("web-1", labels={"pylb.port": str(port)}, networks={"bridge": "127.0.0.1"}, health="starting")
+    docker.add(starting)
+    async with watching(docker, target) as watcher:
+        await watcher.wait_synced()
+        assert target.backends() == set() and watcher.pending == ("web-1",)
+        listeners = await trio.open_tcp_listeners(port, host="127.0.0.1")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.serve_listeners, lambda s: s.aclose(), listeners)
+            await watcher.wait_until(lambda s: bool(s.services))
+            nursery.cancel_scope.cancel()
+        assert target.backends() == {f"127.0.0.1:{port}"} and watcher.statistics()["joined_by_probe"] == 1
+        docker.add(web("web-1", labels={"pylb.port": str(port)}, networks={"bridge": "127.0.0.1"}, health="unhealthy"))
+        docker.emit("health_status: unhealthy", cid("web-1"))
+        await watcher.wait_until(lambda s: not s.services)  # unhealthy keeps it out, probe or not

@@ -8,7 +8,7 @@ import trio
 from pylb import cli
 from pylb import config as cfg
 from pylb.core.errors import ConfigError
-from pylb.discovery import launch
+from pylb.discovery import engine, launch
 
 
 @pytest.mark.parametrize(
@@ -48,6 +48,7 @@ def test_resolve_mode_refusals(given: dict[str, object], env: dict[str, str], ex
 @pytest.mark.parametrize(
     ("daemon", "links", "chosen"),
     [
+        ("manager", True, "swarm"),  # a swarm manager: its services, not its plain containers
         ("ok", True, "docker"),
         ("ok", False, "docker"),
         ("down", True, "links"),
@@ -74,8 +75,8 @@ def test_discovery_options_from_flags_and_env() -> None:
     assert (config.network, config.expose_all, config.use_published_ports) == ("front", True, True)
     with pytest.raises(ConfigError, match="--network: 'a b' is not a Docker network name"):
         cfg.from_sources({"network": "a b"}, {})
-    with pytest.raises(ConfigError, match="PYLB_DISCOVER: unknown mode 'swarm'"):
-        cfg.from_sources({}, {"PYLB_DISCOVER": "swarm"})
+    with pytest.raises(ConfigError, match="PYLB_DISCOVER: unknown mode 'kubernetes'"):
+        cfg.from_sources({}, {"PYLB_DISCOVER": "kubernetes"})
 
 
 def test_bare_boolean_flags_mean_true() -> None:
@@ -107,6 +108,27 @@ async def test_probe_reports_a_missing_socket() -> None:
     state, reason = await launch.probe_docker({"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
     assert state == "down"
     assert "no Docker socket at unix:///nonexistent/docker.sock" in reason
+
+
+async def test_swarm_mode_needs_the_docker_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    def missing() -> None:
+        raise ConfigError(engine.INSTALL_HINT)
+
+    monkeypatch.setattr(launch, "load_sdk", missing)
+    with pytest.raises(ConfigError, match=r"--discover swarm: Docker discovery needs the docker package"):
+        await launch.prepare("swarm", cfg.Config(discover="swarm"), {"PATH": "/bin"})
+    provider = launch.Provider("swarm", cfg.Config(discover="swarm"), {})
+    assert provider.description == "discovery: swarm"
+
+
+def test_swarm_poll_is_a_duration() -> None:
+    assert cfg.from_sources({"swarm_poll": "500ms"}, {}).swarm_poll == 0.5
+    assert cfg.from_sources({}, {"PYLB_SWARM_POLL": "5"}).swarm_poll == 5.0
+    assert cfg.Config().swarm_poll == 2.0
+    with pytest.raises(ConfigError, match=r"PYLB_SWARM_POLL: '2h' must be from 0.1 to 3600 seconds"):
+        cfg.from_sources({}, {"PYLB_SWARM_POLL": "2h"})
+    with pytest.raises(ConfigError, match=r"--swarm-poll: '50ms' must be from 0.1 to 3600 seconds"):
+        cfg.from_sources({"swarm_poll": "50ms"}, {})
 
 
 async def test_links_provider_feeds_the_target_once() -> None:

@@ -8,6 +8,7 @@ containers these tests start.
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
 import secrets
@@ -24,7 +25,9 @@ import trio
 from tests.discovery import docker_kit
 from tests.discovery.docker_kit import docker, get_once
 
-IMAGE = "pylb"
+# The image under test: "pylb" (CI builds it); PYLB_IMAGE names another tag, so that work on a
+# shared engine can build and test its own (PYLB_IMAGE=pylb-mine) without touching "pylb".
+IMAGE = os.environ.get("PYLB_IMAGE", "").strip() or "pylb"
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = ROOT / "scripts" / "build-image"
 SOCKET = "/var/run/docker.sock"
@@ -47,9 +50,10 @@ class Built:
 
 
 def build_image() -> Built:
-    """Run scripts/build-image (idempotent: seconds when everything is cached)."""
+    """Run scripts/build-image for IMAGE (idempotent: seconds when everything is cached)."""
     started = time.monotonic()
-    done = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=1500, cwd=ROOT)
+    env = {**os.environ, "IMAGE": IMAGE}
+    done = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=1500, cwd=ROOT, env=env)
     if done.returncode != 0:
         pytest.fail(f"scripts/build-image failed ({done.returncode}):\n{done.stderr[-4000:]}", pytrace=False)
     size = int(docker("image", "inspect", IMAGE, "--format", "{{.Size}}"))
@@ -136,6 +140,27 @@ async def wait_serving(port: int, host: str = "localhost", timeout: float = 30.0
                 last = f"{status} {body[:200]}"
             await trio.sleep(0.02)
     raise AssertionError(f"127.0.0.1:{port} did not answer 200 within {timeout:g} s; last: {last}")
+
+
+def docker_time(text: str) -> float:
+    """Docker's RFC 3339 timestamp (nanoseconds, ``Z``) as seconds since the epoch."""
+    stamp, _, fraction = text.strip().rstrip("Z").partition(".")
+    moment = datetime.datetime.fromisoformat(stamp).replace(tzinfo=datetime.UTC)
+    return moment.timestamp() + float(f"0.{fraction or 0}")
+
+
+async def listening_since(ident: str, timeout: float = 30.0) -> float:
+    """When the container's ``pylb hello`` logged that it listens (its
+    listener was bound just before), by Docker's log timestamps (wall clock)."""
+    with trio.fail_after(timeout):
+        while True:
+            done = await trio.run_process(
+                ["docker", "logs", "--timestamps", ident], capture_stdout=True, capture_stderr=True, check=False
+            )
+            for line in (done.stdout + done.stderr).decode(errors="replace").splitlines():
+                if " listening on " in line:
+                    return docker_time(line.split(" ", 1)[0])
+            await trio.sleep(0.1)
 
 
 def https_get(port: int, ca_context: ssl.SSLContext, server_name: str = "localhost") -> tuple[int, str, str]:
