@@ -1,8 +1,9 @@
 """The servers of a benchmark run: the nginx backends and the proxies under test.
 
 Owns: the nginx backend configuration and its content (a 100-byte body, a 1 MiB file, an upload
-sink), the generated HAProxy configurations (http and tcp mode), the pylb command
-template, and starting any of these through `Procs` on the right core.
+sink), the generated HAProxy configurations (http and tcp mode), nginx as a reverse proxy (the
+conformance suite's third proxy), the pylb command template, and starting any of these through
+`Procs` on the right core.
 Knows nothing of wrk or of the cases' metrics.
 Invariants: everything listens on 127.0.0.1 only; configurations live in the run's temp dir; the
 proxy under test always runs pinned to PROXY_CPU, the backends to LOAD_CPU.
@@ -14,9 +15,10 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from benchmarks.procs import LOAD_CPU, PROXY_CPU, Proc, Procs, StartError, free_port, wait_port
 
@@ -34,6 +36,16 @@ EXIT_USAGE = 2  # pylb's exit code for invalid input, e.g. a mode it does not su
 
 class ProxyUnavailable(Exception):
     """The proxy cannot run this case at all (e.g. pylb without tcp mode); not a failure."""
+
+
+class Upstream(Protocol):
+    """What a proxy's configuration needs of a backend: a name and a port on 127.0.0.1."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def port(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -168,25 +180,80 @@ backend backends
 {servers}
 """
 _HAPROXY_MODE_OPTIONS = {
-    "http": "    timeout http-keep-alive 120s\n    option forwardfor\n    http-reuse always\n    option splice-auto\n",
+    "http": "    timeout http-keep-alive 120s\n    option forwardfor\n    http-reuse {reuse}\n    option splice-auto\n",
     "tcp": "    option splice-auto\n",
 }
 
 
-def haproxy_argv(tmp: Path, mode: Mode, port: int, backends: list[Backend]) -> list[str]:
-    """Write the HAProxy config for `mode` into `tmp`; return the command that runs it."""
+def haproxy_argv(
+    tmp: Path, mode: Mode, port: int, backends: Sequence[Upstream], reuse: str = "always"
+) -> list[str]:
+    """Write the HAProxy config for `mode` into `tmp`; return the command that runs it.
+
+    `reuse`: HAProxy's `http-reuse` (the benchmark shares backend connections between clients,
+    `always`; the conformance suite runs HAProxy's default, `safe`: a client's first request
+    never goes on a connection the backend may be closing)."""
     servers = "\n".join(f"    server {b.name} 127.0.0.1:{b.port}" for b in backends)
     conf = tmp / f"haproxy-{mode}.cfg"
     conf.write_text(
         _HAPROXY_CONF.format(
             mode=mode,
-            mode_options=_HAPROXY_MODE_OPTIONS[mode],
+            mode_options=_HAPROXY_MODE_OPTIONS[mode].format(reuse=reuse),
             port=port,
             servers=servers,
             maxconn=MAXCONN,
         )
     )
     return ["haproxy", "-db", "-f", str(conf)]
+
+
+# ---- nginx as a reverse proxy --------------------------------------------------------------
+
+# The usual reverse-proxy setup: HTTP/1.1 and keep-alive toward the backends (`keepalive`, and
+# the Connection header cleared), the Host header passed as the client sent it, X-Forwarded-For
+# added, WebSocket upgrades passed on (the map nginx's documentation gives). Everything else is
+# nginx's default (request and response buffering on, invalid and underscored header names
+# dropped), so that it is compared as it is usually run.
+_NGINX_PROXY_CONF = """\
+daemon off;
+master_process off;
+worker_processes 1;
+pid {tmp}/{name}.pid;
+error_log {tmp}/{name}.error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/{name}-body;
+    proxy_temp_path {tmp}/{name}-proxy;
+    fastcgi_temp_path {tmp}/{name}-fastcgi;
+    uwsgi_temp_path {tmp}/{name}-uwsgi;
+    scgi_temp_path {tmp}/{name}-scgi;
+    map $http_upgrade $connection_upgrade {{ default upgrade; '' ''; }}
+    upstream backends {{
+{servers}
+        keepalive 32;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://backends;
+            proxy_http_version 1.1;
+            proxy_set_header Host $http_host;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        }}
+    }}
+}}
+"""
+
+
+def nginx_proxy_argv(tmp: Path, port: int, backends: Sequence[Upstream], name: str = "nginx-proxy") -> list[str]:
+    """Write an nginx reverse-proxy config into `tmp`; return the command that runs it."""
+    servers = "\n".join(f"        server 127.0.0.1:{b.port};" for b in backends)
+    conf = tmp / f"{name}.conf"
+    conf.write_text(_NGINX_PROXY_CONF.format(tmp=tmp, name=name, port=port, servers=servers))
+    return ["nginx", "-p", str(tmp), "-c", str(conf), "-e", str(tmp / f"{name}.error.log")]
 
 
 # ---- pylb ----------------------------------------------------------------------------------
