@@ -676,7 +676,7 @@ class FastLane:
             errors = c.ctx.errors
             errors[exc.status] = errors.get(exc.status, 0) + 1
             with contextlib.suppress(OSError):
-                c.sock.send(error_response(exc.status, exc.reason, exc.detail, False))
+                c.sock.send(error_response(exc.status, exc.reason, False))
         self._close(c, reset=c.stage == SEND)
 
 

@@ -655,7 +655,7 @@ class ClientConnection:
         errors[exc.status] = errors.get(exc.status, 0) + 1
         self.deadline = self.ctx.watchdog.now + self.ctx.timeouts.client
         try:
-            await self.stream.send_all(error_response(exc.status, exc.reason, exc.detail, keep_alive))
+            await self.stream.send_all(error_response(exc.status, exc.reason, keep_alive))
         except _BROKEN:
             raise _ClientGone() from None
 
