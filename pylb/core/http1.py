@@ -96,6 +96,7 @@ _ONE_PASS_RESPONSE = re.compile(
 _COUNT_FROM = 4 * MAX_HEADERS
 _REQUEST_LINE_RE = re.compile(rb"(" + _TOKEN + rb") ([\x21-\x7e]+) HTTP/1\.([01])\r\n")
 _OTHER_MAJOR_RE = re.compile(rb"[^ ]+ [^ ]+ HTTP/([02-9])\.[0-9]\r\n")
+_EMPTY_LINE_RE = re.compile(rb"\n\r?\n")  # where a response head ends, whatever its line ends
 _STATUS_LINE_RE = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9]{2})(?: [ \t\x21-\x7e\x80-\xff]*)?\r\n")
 
 # Headers that pylb must remove or rewrite before forwarding (hop-by-hop,
@@ -197,43 +198,34 @@ class Head:
 def find_head_end(buf: bytes | bytearray, error: type[ProxyError] = HeadTooLarge) -> int:
     """Index just past the head's CRLF CRLF, or -1 when more bytes are needed.
 
-    Raises when the head cannot end well: too large, or (a request) a bare LF
-    that a strict parser would never see terminated. ``error`` is
+    Raises ``error`` when a request head cannot end well: too large, or a bare
+    LF that a strict parser would never see terminated. ``error`` is
     ``BadGateway`` for a response head: its lines may end in a bare LF
     (RFC 9112 2.2), so it ends at its first empty line, however its line
     ends are written."""
-    end = buf.find(b"\r\n\r\n")
     if error is BadGateway:
-        return _response_head_end(buf, end)
-    kind = "request" if error is HeadTooLarge else "response"
+        return _response_head_end(buf)
+    end = buf.find(b"\r\n\r\n")
     if end >= 0:
         if end + 4 > MAX_HEAD:
-            raise error(f"{kind} head larger than {MAX_HEAD} bytes")
+            raise error(f"request head larger than {MAX_HEAD} bytes")
         return end + 4
     if len(buf) > MAX_HEAD:
-        raise error(f"{kind} head larger than {MAX_HEAD} bytes")
+        raise error(f"request head larger than {MAX_HEAD} bytes")
     if b"\n\n" in buf or b"\n\r\n" in buf:
-        raise (
-            BadRequest("bare LF line ending in head")
-            if error is HeadTooLarge
-            else BadGateway("bare LF in response head")
-        )
+        raise BadRequest("bare LF line ending in head")
     return -1
 
 
-def _response_head_end(buf: bytes | bytearray, end: int) -> int:
-    # An empty line ends the head: LF LF, or LF CR LF (CRLF CRLF is one of these). Before the
-    # first CRLF CRLF only: a canonical head costs two short scans of itself.
-    limit = end + 3 if end >= 0 else len(buf)
-    bare = buf.find(b"\n\n", 0, limit)
-    mixed = buf.find(b"\n\r\n", 0, limit)
-    if bare >= 0 or mixed >= 0:
-        end = min(e for e in (bare + 2 if bare >= 0 else -1, mixed + 3 if mixed >= 0 else -1) if e >= 0)
-    elif end >= 0:
-        end += 4
-    if end > MAX_HEAD or (end < 0 and len(buf) > MAX_HEAD):
+def _response_head_end(buf: bytes | bytearray) -> int:
+    # The first empty line, LF LF or LF CR LF (CRLF CRLF is the latter): one C-level scan that
+    # stops there, and never reads further than a head may be.
+    match = _EMPTY_LINE_RE.search(buf, 0, MAX_HEAD + 1)
+    if match is None or match.end() > MAX_HEAD:
+        if match is None and len(buf) <= MAX_HEAD:
+            return -1
         raise BadGateway(f"response head larger than {MAX_HEAD} bytes")
-    return end
+    return match.end()
 
 
 def parse_request(raw: bytes) -> Head:
