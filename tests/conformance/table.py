@@ -3,13 +3,16 @@
 Owns: rendering the results (one table per case class: each case's verdict from HAProxy, nginx
 and pylb, and why pylb differs where it does; then the deliberate differences with their
 reasons) and the part of docs/http.md between the two markers. ``python -m
-tests.conformance.table`` (or scripts/gen-conformance) runs the suite and rewrites that part;
+tests.conformance.table`` (or scripts/gen-conformance) runs the suite and rewrites that part
+(``--raw FILE``: and writes every exact byte the run saw);
 tests/conformance/test_corpus.py fails when what is there is not what the suite produced.
 Must not know: how cases are run or compared.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -69,16 +72,43 @@ def write(section: str) -> None:
     DOC.write_text(text[:start] + "\n" + section + "\n" + text[stop:])
 
 
-def main() -> int:
+def dump(results: Mapping[str, Result], path: Path) -> None:
+    """Every exact byte of the run, for reading what a verdict sums up: per case and proxy, what
+    the client sent and got, and what reached the backend (bytes as latin-1 text, one JSON)."""
+    out = {
+        cid: {
+            "request": r.case.request.decode("latin-1"),
+            "reply": r.case.reply.data.decode("latin-1"),
+            "proxies": {
+                name: {
+                    "verdict": r.verdicts[name],
+                    "client_got": o.client_raw.decode("latin-1"),
+                    "backend_got": [raw.decode("latin-1") for raw in o.received.raw],
+                }
+                for name, o in r.outcomes.items()
+            },
+        }
+        for cid, r in results.items()
+    }
+    path.write_text(json.dumps(out, indent=1))
+
+
+def main(argv: list[str] | None = None) -> int:
     from tests.conformance.corpus import CASES
     from tests.conformance.proxies import missing, open_proxies, versions
     from tests.conformance.suite import run_all
 
+    parser = argparse.ArgumentParser(prog="python -m tests.conformance.table", description=__doc__)
+    parser.add_argument("--raw", type=Path, help="also write every exact byte of the run to this JSON file")
+    args = parser.parse_args(argv)
     if missing():
         print(f"needs {' and '.join(missing())} (apt-get install haproxy nginx-light)", file=sys.stderr)
         return 2
     with open_proxies() as proxies:
         results = run_all(proxies, CASES)
+    if args.raw:
+        dump(results, args.raw)
+        print(f"wrote every byte of the run to {args.raw}")
     split = [cid for cid, r in results.items() if r.verdicts["pylb"] != r.verdicts["pylb-task"]]
     if split:
         print(f"pylb's drivers disagree on {', '.join(split)}: fix that first", file=sys.stderr)
