@@ -194,7 +194,7 @@ DEVIATIONS = [
     Deviation(
         "te-header", "TE removed, trailers relayed", "9110 7.6.1, 10.1.4",
         "TE is hop-by-hop (RFC 9110 7.6.1, 10.1.4): pylb removes it, and relays a chunked response's "
-        "trailers as they come. HAProxy forwards TE; nginx removes it and drops the trailers.",
+        "trailers as they come. HAProxy forwards TE: trailers; nginx removes it and drops the trailers.",
         {"rb-chunked-trailers": "fwd -te; 200"},
     ),
     Deviation(
@@ -213,7 +213,7 @@ DEVIATIONS = [
     Deviation(
         "response-leading-line", "no empty line before a status line", "9112 2.2",
         "RFC 9112 2.2's leniency for empty lines before the start line is for servers reading requests; "
-        "a response that starts with one gets 502 (HAProxy skips it, nginx reads garbage).",
+        "a response that starts with one gets 502 (HAProxy skips it, nginx relays it garbled).",
         {"rs-leading-empty-line": "fwd; own 502"},
     ),
     Deviation(

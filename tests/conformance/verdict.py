@@ -41,10 +41,11 @@ VALUE_CHARS = 24
 
 
 def short(value: bytes | None, limit: int = VALUE_CHARS) -> str:
-    """A value as the table shows it: printable ASCII as is, other bytes escaped, cut at ``limit``."""
+    """A value as the table shows it: printable ASCII as is, other bytes escaped (and ` and |,
+    which a Markdown table cell cannot hold), cut at ``limit``."""
     if value is None:
         return "(no colon)"
-    text = "".join(chr(b) if 0x20 <= b < 0x7F and b != 0x7C else f"\\x{b:02x}" for b in value)
+    text = "".join(chr(b) if 0x20 <= b < 0x7F and b not in (0x60, 0x7C) else f"\\x{b:02x}" for b in value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
