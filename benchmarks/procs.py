@@ -75,19 +75,20 @@ class Procs:
         self,
         name: str,
         argv: list[str],
-        cpu: int,
+        cpu: int | None,
         *,
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
         stdin: int | IO[bytes] | None = subprocess.DEVNULL,
         capture_stdout: bool = False,
     ) -> Proc:
-        """Start `argv` pinned to core `cpu`; stderr (and stdout unless captured) to a log file."""
+        """Start `argv` pinned to core `cpu` (None: not pinned, as the conformance suite runs its
+        proxies); stderr (and stdout unless captured) to a log file."""
         self._count += 1
         log = self._logdir / f"{self._count:02d}-{name}.log"
         with log.open("wb") as out:
             popen = subprocess.Popen(
-                ["taskset", "-c", str(cpu), *argv],
+                argv if cpu is None else ["taskset", "-c", str(cpu), *argv],
                 stdin=stdin,
                 stdout=subprocess.PIPE if capture_stdout else out,
                 stderr=out,

@@ -3,7 +3,8 @@
 Owns: the nginx backend configuration and its content (a 100-byte body, a 1 MiB file, an upload
 sink, browser-like answers), the streaming backend's command (`stream_backend.py`), the generated
 HAProxy configurations (http and tcp mode, plain or terminating TLS, splicing automatic or forced,
-a stats socket for `show info`), the pylb command template, and starting any of these through
+connection reuse, a stats socket for `show info`), nginx as a reverse proxy (the conformance
+suite's third proxy), the pylb command template, and starting any of these through
 `Procs` on the right core.
 Knows nothing of wrk or of the cases' metrics.
 Invariants: everything listens on 127.0.0.1 only; configurations live in the run's temp dir; the
@@ -18,9 +19,10 @@ import socket
 import ssl
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from benchmarks.procs import LOAD_CPU, PROXY_CPU, Proc, Procs, StartError, free_port, wait_port
 from benchmarks.tls import client_context
@@ -41,6 +43,16 @@ EXIT_USAGE = 2  # pylb's exit code for invalid input, e.g. a mode it does not su
 
 class ProxyUnavailable(Exception):
     """The proxy cannot run this case at all (e.g. pylb without tcp mode); not a failure."""
+
+
+class Upstream(Protocol):
+    """What a proxy's configuration needs of a backend: a name and a port on 127.0.0.1."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def port(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -203,7 +215,7 @@ backend backends
 {servers}
 """
 _HAPROXY_MODE_OPTIONS = {
-    "http": "    timeout http-keep-alive 120s\n    option forwardfor\n    http-reuse always\n",
+    "http": "    timeout http-keep-alive 120s\n    option forwardfor\n    http-reuse {reuse}\n",
     "tcp": "",
 }
 _HAPROXY_SPLICE_OPTIONS = {
@@ -219,6 +231,10 @@ class Frontend:
     mode: Mode = "http"
     cert: Path | None = None  # terminate TLS with this PEM file (key and certificate)
     splice: Splice = "auto"  # HAProxy only: pylb decides for itself when to splice
+    # HAProxy only: `http-reuse` (the benchmark shares backend connections between clients, `always`;
+    # the conformance suite runs HAProxy's default, `safe`: a client's first request never goes on a
+    # connection the backend may be closing)
+    reuse: str = "always"
 
     @property
     def tls(self) -> bool:
@@ -229,14 +245,14 @@ def haproxy_stats_socket(tmp: Path, port: int) -> Path:
     return tmp / f"haproxy-{port}.sock"
 
 
-def haproxy_config(tmp: Path, frontend: Frontend, port: int, backends: list[Backend]) -> str:
+def haproxy_config(tmp: Path, frontend: Frontend, port: int, backends: Sequence[Upstream]) -> str:
     """The HAProxy configuration for `frontend` on `port`, forwarding to `backends`."""
     if frontend.tls and frontend.mode != "http":
         raise ValueError("TLS is terminated in http mode only")
     bind_options = f" ssl crt {frontend.cert} alpn http/1.1" if frontend.cert is not None else ""
     return _HAPROXY_CONF.format(
         mode=frontend.mode,
-        mode_options=_HAPROXY_MODE_OPTIONS[frontend.mode],
+        mode_options=_HAPROXY_MODE_OPTIONS[frontend.mode].format(reuse=frontend.reuse),
         splice_options=_HAPROXY_SPLICE_OPTIONS[frontend.splice],
         port=port,
         bind_options=bind_options,
@@ -246,7 +262,7 @@ def haproxy_config(tmp: Path, frontend: Frontend, port: int, backends: list[Back
     )
 
 
-def haproxy_argv(tmp: Path, frontend: Frontend, port: int, backends: list[Backend]) -> list[str]:
+def haproxy_argv(tmp: Path, frontend: Frontend, port: int, backends: Sequence[Upstream]) -> list[str]:
     """Write the HAProxy config for `frontend` into `tmp`; return the command that runs it."""
     tls = "-tls" if frontend.tls else ""
     conf = tmp / f"haproxy-{frontend.mode}{tls}-{frontend.splice}-{port}.cfg"
@@ -269,6 +285,55 @@ def haproxy_info(tmp: Path, port: int) -> dict[str, str]:
         if sep:
             info[name.strip()] = value.strip()
     return info
+
+
+# ---- nginx as a reverse proxy --------------------------------------------------------------
+
+# The usual reverse-proxy setup: HTTP/1.1 and keep-alive toward the backends (`keepalive`, and
+# the Connection header cleared), the Host header passed as the client sent it, X-Forwarded-For
+# added, WebSocket upgrades passed on (the map nginx's documentation gives). Everything else is
+# nginx's default (request and response buffering on, invalid and underscored header names
+# dropped), so that it is compared as it is usually run.
+_NGINX_PROXY_CONF = """\
+daemon off;
+master_process off;
+worker_processes 1;
+pid {tmp}/{name}.pid;
+error_log {tmp}/{name}.error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/{name}-body;
+    proxy_temp_path {tmp}/{name}-proxy;
+    fastcgi_temp_path {tmp}/{name}-fastcgi;
+    uwsgi_temp_path {tmp}/{name}-uwsgi;
+    scgi_temp_path {tmp}/{name}-scgi;
+    map $http_upgrade $connection_upgrade {{ default upgrade; '' ''; }}
+    upstream backends {{
+{servers}
+        keepalive 32;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://backends;
+            proxy_http_version 1.1;
+            proxy_set_header Host $http_host;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        }}
+    }}
+}}
+"""
+
+
+def nginx_proxy_argv(tmp: Path, port: int, backends: Sequence[Upstream], name: str = "nginx-proxy") -> list[str]:
+    """Write an nginx reverse-proxy config into `tmp`; return the command that runs it."""
+    servers = "\n".join(f"        server 127.0.0.1:{b.port};" for b in backends)
+    conf = tmp / f"{name}.conf"
+    conf.write_text(_NGINX_PROXY_CONF.format(tmp=tmp, name=name, port=port, servers=servers))
+    return ["nginx", "-p", str(tmp), "-c", str(conf), "-e", str(tmp / f"{name}.error.log")]
 
 
 # ---- pylb ----------------------------------------------------------------------------------

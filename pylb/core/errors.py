@@ -47,6 +47,21 @@ class ProxyProtocolError(BadRequest):
     """A trusted source's PROXY protocol header is missing or malformed."""
 
 
+class UnsupportedCoding(BadRequest):
+    """A request body in a transfer coding pylb does not implement, chunked last
+    (``gzip, chunked``): RFC 9112 6.1's 501."""
+
+    status = 501
+    reason = "Not Implemented"
+
+
+class VersionNotSupported(BadRequest):
+    """A well-formed HTTP version whose major number is not 1 (``HTTP/2.0``)."""
+
+    status = 505
+    reason = "HTTP Version Not Supported"
+
+
 class BadGateway(ProxyError):
     """The backend failed or answered something that is not valid HTTP."""
 

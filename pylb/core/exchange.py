@@ -162,6 +162,7 @@ class Exchange:
         "replayable",
         "req",
         "reset",
+        "rend",
         "reused",
         "rhead",
         "rid",
@@ -210,6 +211,7 @@ class Exchange:
         self.body_left = 0  # its bytes still to come (Content-Length), -1 for chunked
         self.scanner: ChunkedScanner | None = None
         self.rbuf = b""  # backend bytes not yet used
+        self.rend = 0  # the backend's end (1) or reset (2), told before its last bytes were written on
         self.left = 0  # the answer's body bytes still to relay (Content-Length)
         self.blind = 0  # answer bytes that may move blind now (see ``moved``): -1 until the close
         self.rscanner: ChunkedScanner | None = None
@@ -275,6 +277,7 @@ class Exchange:
             self.state = _T[FLUSH][DONE]
             # Forget the request (what the next one does not set itself before reading it).
             self.head = self.backend = None
+            self.rid = 0
             self.answered = self.started = False
             if self.unsent:
                 self.unsent = False
@@ -329,7 +332,9 @@ class Exchange:
             self.buf = b""
             return self._fail(exc)
         site.requests += 1
-        self.rid = site.requests
+        ids = site.ids
+        ids.count += 1
+        self.rid = ids.count
         self.head = head
         self.received = end
         if self.timing is not None:
@@ -531,9 +536,16 @@ class Exchange:
 
     def backend_eof(self, reset: bool = False) -> int:
         """The backend closed the connection (``reset``: with an error: an
-        answer delimited by the close is then cut, not complete)."""
+        answer delimited by the close is then cut, not complete). Told while
+        bytes of its answer are still being written to the client, it is
+        kept (``rend``) and acted on once they are."""
         state = self.state
         site = self.site
+        if self.out and (
+            state == INTERIM or (state == RELAY and (reset or self.rhead.framing != UNTIL_CLOSE))  # type: ignore[union-attr]
+        ):
+            self.rend = 2 if reset else 1
+            return NOTHING
         if state in (SEND, WAIT) and not self.answered:
             if self.replayable:
                 if self.reused:  # closed while idle: another connection to the same backend
@@ -563,12 +575,17 @@ class Exchange:
         method = head.method
         while True:
             buf = self.rbuf
-            end = buf.find(b"\r\n\r\n") + 4
+            end = buf.find(b"\r\n\r\n")
             try:
-                if end < 4 or end > MAX_HEAD:
+                # The common head (CRLF lines) found inline; one with a bare LF line end may end
+                # earlier, at its first empty line (RFC 9112 2.2): find_head_end says where.
+                bare = end >= 0 and (buf.find(b"\n\n", 0, end) >= 0 or buf.find(b"\n\r\n", 0, end + 1) >= 0)
+                if end < 0 or end + 4 > MAX_HEAD or bare:
                     end = find_head_end(buf, BadGateway)
                     if end < 0:
-                        return READ_BACKEND
+                        return self._read_backend()
+                else:
+                    end += 4
                 raw = buf if end == len(buf) else buf[:end]
                 rhead = _responses.get((raw, method)) or parse_response(raw, method)
             except ProxyError as exc:
@@ -671,6 +688,9 @@ class Exchange:
         much of it may move from the backend to the client unseen (splice):
         the rest of a Content-Length body of at least ``BULK`` bytes, -1 for
         a body delimited by the backend's close."""
+        if self.rend:  # the backend's end, told while bytes were being written
+            reset, self.rend = self.rend == 2, 0
+            return self.backend_eof(reset)
         rhead = self.rhead
         site = self.site
         self.deadline = site.clock.now + site.timeouts.server
@@ -707,10 +727,12 @@ class Exchange:
         if conn is not None:
             self.conn = None
             rhead = self.rhead
-            if rhead is not None and rhead.keep_alive and not (self.rbuf or self.streaming or self.unsent):
+            if rhead is not None and rhead.keep_alive and not (self.rbuf or self.streaming or self.unsent or self.rend):
                 site.conns.give_back(conn)
             else:
                 conn.close()
+            if self.rend:
+                self.rend = 0
         upstate = self.upstate
         if upstate is not None:
             self.upstate = None
@@ -835,12 +857,16 @@ class Exchange:
         self.keep = keep
         self.status = exc.status
         site.errors[exc.status] = site.errors.get(exc.status, 0) + 1
-        rid = site.request_id(self.rid) if self.rid else ""
-        if exc.status >= 500:
-            log.info("%d for %s: %s (%s)", exc.status, self.client_ip.decode(), exc.detail, rid or "no request")
+        if not self.rid:  # no head was read: the answer still gets an id
+            ids = site.ids
+            ids.count += 1
+            self.rid = ids.count
+        rid = site.request_id(self.rid)
+        # The page says the status and the id; the log says why (it may name a backend's address).
+        log.info("%d %s for %s: %s", exc.status, rid, self.client_ip.decode(), exc.detail)
         self.streaming = False
         self._go(ANSWER)
-        self.out = error_response(exc.status, exc.reason, exc.detail, keep, head is not None and head.method == b"HEAD")
+        self.out = error_response(exc.status, exc.reason, keep, head is not None and head.method == b"HEAD", rid)
         self.deadline = site.clock.now + site.timeouts.client
         return SEND_CLIENT
 

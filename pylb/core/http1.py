@@ -24,7 +24,15 @@ import sys
 
 import h11
 
-from pylb.core.errors import BadGateway, BadRequest, HeadTooLarge, ProxyError, UriTooLong
+from pylb.core.errors import (
+    BadGateway,
+    BadRequest,
+    HeadTooLarge,
+    ProxyError,
+    UnsupportedCoding,
+    UriTooLong,
+    VersionNotSupported,
+)
 
 MAX_HEAD = 16 * 1024
 MAX_HEADERS = 100
@@ -44,7 +52,7 @@ _FIELDS_RE = re.compile(rb"(?:" + _TOKEN + rb":[\t\x20-\x7e\x80-\xff]*\r\n)" + _
 # The fields pylb acts on, found in one C-level pass; the others are left
 # alone and only split out (``Head.fields``) when the head must be rewritten.
 _SPECIAL_RE = re.compile(
-    rb"\n(content-length|transfer-encoding|connection|host|expect|keep-alive|te|trailer|upgrade"
+    rb"\n(content-length|transfer-encoding|connection|host|expect|keep-alive|te|upgrade"
     rb"|proxy-[-a-z]*|x-forwarded-[-a-z]*):[ \t]*([^\r]*)\r",  # trailing SP/HTAB: stripped after
     re.IGNORECASE,
 )
@@ -55,11 +63,11 @@ _SPECIAL_RE = re.compile(
 # header pylb acts on (repeated, Upgrade, Expect, a list of codings...) makes
 # the pass fail, and the head goes to the general pass.
 _ACTED_ON = (  # the names of _SPECIAL_RE, lowercase, with common prefixes taken out (faster)
-    rb"(?:c(?:ontent-length|onnection)|t(?:e|railer|ransfer-encoding)|host|expect|keep-alive|upgrade"
+    rb"(?:c(?:ontent-length|onnection)|t(?:e|ransfer-encoding)|host|expect|keep-alive|upgrade"
     rb"|proxy-[-a-z]*|x-forwarded-[-a-z]*):"
 )
 _ORDINARY = rb"(?!" + _ACTED_ON + rb")" + _TOKEN + rb":[\t\x20-\x7e\x80-\xff]*\r\n"
-_REWRITE = rb"((?:keep-alive|te|trailer|proxy-[-a-z]*|x-forwarded-[-a-z]*):)[\t\x20-\x7e\x80-\xff]*\r\n"
+_REWRITE = rb"((?:keep-alive|te|proxy-[-a-z]*|x-forwarded-[-a-z]*):)[\t\x20-\x7e\x80-\xff]*\r\n"
 
 
 def _once(name: bytes, value: bytes, group: int) -> bytes:
@@ -87,16 +95,18 @@ _ONE_PASS_RESPONSE = re.compile(
 # (the shortest is ``a:\r\n``), so they need no counting.
 _COUNT_FROM = 4 * MAX_HEADERS
 _REQUEST_LINE_RE = re.compile(rb"(" + _TOKEN + rb") ([\x21-\x7e]+) HTTP/1\.([01])\r\n")
+_OTHER_MAJOR_RE = re.compile(rb"[^ ]+ [^ ]+ HTTP/([02-9])\.[0-9]\r\n")
+_EMPTY_LINE_RE = re.compile(rb"\n\r?\n")  # where a response head ends, whatever its line ends
 _STATUS_LINE_RE = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9]{2})(?: [ \t\x21-\x7e\x80-\xff]*)?\r\n")
 
 # Headers that pylb must remove or rewrite before forwarding (hop-by-hop,
-# and forwarding headers that a client must not be able to spoof).
+# and forwarding headers that a client must not be able to spoof). Not
+# Trailer: RFC 9110 6.6.2 makes it end-to-end (RFC 2616 listed it).
 HOP_BY_HOP = frozenset(
     {
         b"connection",
         b"keep-alive",
         b"te",
-        b"trailer",
         b"upgrade",
         b"proxy-connection",
         b"proxy-authenticate",
@@ -113,11 +123,14 @@ _CONNECTION_TOKENS: dict[bytes, frozenset[bytes]] = {b"keep-alive": _KEEP_ALIVE,
 
 class Head:
     """A parsed head. ``raw`` is the head exactly as received (CRLF CRLF
-    included); ``fields`` are (name, value) pairs as sent, in order."""
+    included), or, for a response head that had to be normalized, the
+    normalized head (CRLF line ends); ``fields`` are (name, value) pairs as
+    sent, in order."""
 
     __slots__ = (
         "connection",
         "expect_continue",
+        "fold_length",
         "framing",
         "host",
         "keep_alive",
@@ -147,6 +160,8 @@ class Head:
         self.needs_rewrite = False
         self.expect_continue = False
         self.upgrade: bytes | None = None  # the Upgrade header, when Connection names it
+        # Content-Length came as equal values repeated (two lines, or "5, 5"): send it as one line
+        self.fold_length = False
 
     @property
     def fields(self) -> list[tuple[bytes, bytes]]:
@@ -183,23 +198,34 @@ class Head:
 def find_head_end(buf: bytes | bytearray, error: type[ProxyError] = HeadTooLarge) -> int:
     """Index just past the head's CRLF CRLF, or -1 when more bytes are needed.
 
-    Raises when the head cannot end well: too large, or a bare LF that a
-    strict parser would never see terminated."""
+    Raises ``error`` when a request head cannot end well: too large, or a bare
+    LF that a strict parser would never see terminated. ``error`` is
+    ``BadGateway`` for a response head: its lines may end in a bare LF
+    (RFC 9112 2.2), so it ends at its first empty line, however its line
+    ends are written."""
+    if error is BadGateway:
+        return _response_head_end(buf)
     end = buf.find(b"\r\n\r\n")
-    kind = "request" if error is HeadTooLarge else "response"
     if end >= 0:
         if end + 4 > MAX_HEAD:
-            raise error(f"{kind} head larger than {MAX_HEAD} bytes")
+            raise error(f"request head larger than {MAX_HEAD} bytes")
         return end + 4
     if len(buf) > MAX_HEAD:
-        raise error(f"{kind} head larger than {MAX_HEAD} bytes")
+        raise error(f"request head larger than {MAX_HEAD} bytes")
     if b"\n\n" in buf or b"\n\r\n" in buf:
-        raise (
-            BadRequest("bare LF line ending in head")
-            if error is HeadTooLarge
-            else BadGateway("bare LF in response head")
-        )
+        raise BadRequest("bare LF line ending in head")
     return -1
+
+
+def _response_head_end(buf: bytes | bytearray) -> int:
+    # The first empty line, LF LF or LF CR LF (CRLF CRLF is the latter): one C-level scan that
+    # stops there, and never reads further than a head may be.
+    match = _EMPTY_LINE_RE.search(buf, 0, MAX_HEAD + 1)
+    if match is None or match.end() > MAX_HEAD:
+        if match is None and len(buf) <= MAX_HEAD:
+            return -1
+        raise BadGateway(f"response head larger than {MAX_HEAD} bytes")
+    return match.end()
 
 
 def parse_request(raw: bytes) -> Head:
@@ -222,8 +248,8 @@ def _one_pass_request(raw: bytes) -> Head | None:
         return None  # refused: the general pass says why
     start = match.end(3) + 2
     method, target, version = raw[: start - 2].split(b" ")
-    if version[:5] != b"HTTP/" or len(target) > MAX_URL:  # the version's name is case-sensitive
-        return None
+    if version[:5] != b"HTTP/" or len(target) > MAX_URL or target[:1] != b"/":  # the name is case-sensitive
+        return None  # and another target form is checked by the general pass
     if len(raw) > _COUNT_FROM and raw.count(b"\n") > MAX_HEADERS + 2:
         return None
     head = Head()
@@ -293,22 +319,46 @@ def _general_request(raw: bytes) -> Head:
     if match is None:
         if len(raw) > MAX_URL and raw.find(b" ", raw.find(b" ") + 1) > MAX_URL:
             raise UriTooLong(f"request target longer than {MAX_URL} bytes")
+        other = _OTHER_MAJOR_RE.match(raw)
+        if other is not None:
+            raise VersionNotSupported(f"HTTP/{other.group(1).decode()} is not supported (HTTP/1.1 is)")
         raise BadRequest(_h11_verdict(raw, h11.SERVER, "illegal request line"))
     head = Head()
     head.raw = raw
     head.method, head.target, minor = match.groups()
     if len(head.target) > MAX_URL:
         raise UriTooLong(f"request target longer than {MAX_URL} bytes")
+    _check_target(head.method, head.target)
     head.minor = minor[0] - 48
+    if not _grammatical(raw, match.end()):
+        raise BadRequest(_h11_verdict(raw, h11.SERVER, "invalid header line"))
     _parse_fields(head, raw, match.end(), BadRequest)
     _request_framing(head)
     return head
 
 
+def _check_target(method: bytes, target: bytes) -> None:
+    """RFC 9112 3.2: a path (origin form), an http(s) URI (absolute form), ``*``
+    for OPTIONS only; CONNECT's authority form is the drivers' to refuse."""
+    if target[:1] == b"/" or method == b"CONNECT":
+        return
+    if target == b"*":
+        if method != b"OPTIONS":
+            raise BadRequest("the request target * is for OPTIONS only")
+        return
+    if not target[:8].lower().startswith((b"http://", b"https://")):
+        raise BadRequest("the request target must be a path, an http(s) URI, or * (OPTIONS)")
+
+
 def _general_response(raw: bytes, method: bytes) -> Head:
     match = _STATUS_LINE_RE.match(raw)
-    if match is None:
-        raise BadGateway("backend sent an invalid status line")
+    if match is None or not _grammatical(raw, match.end()):
+        raw = _normalized_response(raw)
+        match = _STATUS_LINE_RE.match(raw)
+        if match is None:
+            raise BadGateway("backend sent an invalid status line")
+        if not _grammatical(raw, match.end()):
+            raise BadGateway("backend sent an invalid header line")
     head = Head()
     head.raw = raw
     minor, status = match.groups()
@@ -320,12 +370,42 @@ def _general_response(raw: bytes, method: bytes) -> Head:
     return head
 
 
+def _grammatical(raw: bytes, start: int) -> bool:
+    """Whether the field lines from ``start`` on are RFC 9112's, CRLF-terminated."""
+    block_end = len(raw) - 2
+    return _FIELDS_RE.match(raw, start, block_end).end() == block_end  # type: ignore[union-attr]
+
+
+def _normalized_response(raw: bytes) -> bytes:
+    """A response head as RFC 9112 lets a recipient read it, written canonically:
+    a bare LF ends a line (2.2), an obs-fold is one SP (5.2), HTTP/1.2 and later
+    minors are HTTP/1.1 (RFC 9110 6.2). What stays ambiguous is refused: a bare
+    CR, an empty line inside the head, a whitespace-led line before the first
+    field; the general pass then holds the result to the strict grammar."""
+    lines = raw.split(b"\n")
+    if len(lines) < 3 or lines[-1] or lines[-2] not in (b"", b"\r"):
+        raise BadGateway("backend sent an invalid response head")
+    out: list[bytes] = []
+    for line in lines[:-2]:
+        line = line[:-1] if line[-1:] == b"\r" else line
+        if not line:
+            raise BadGateway("backend sent an empty line inside a response head")
+        if b"\r" in line:
+            raise BadGateway("backend sent a bare CR in a response head")
+        if line[:1] in (b" ", b"\t"):
+            if len(out) < 2:
+                raise BadGateway("backend sent a whitespace-led line before the first header line")
+            out[-1] = out[-1].rstrip(b" \t") + b" " + line.strip(b" \t")
+        else:
+            out.append(line)
+    start = out[0]
+    if start[:7] == b"HTTP/1." and start[7:8].isdigit() and start[7:8] > b"1" and start[8:9] == b" ":
+        out[0] = b"HTTP/1.1" + start[8:]
+    return b"\r\n".join(out) + b"\r\n\r\n"
+
+
 def _parse_fields(head: Head, raw: bytes, start: int, error: type[ProxyError]) -> None:
     block_end = len(raw) - 2
-    if _FIELDS_RE.match(raw, start, block_end).end() != block_end:  # type: ignore[union-attr]
-        if error is BadGateway:
-            raise BadGateway("backend sent an invalid header line")
-        raise BadRequest(_h11_verdict(raw, h11.SERVER, "invalid header line"))
     if raw.count(b"\n", start) > MAX_HEADERS + 1:
         if error is BadGateway:
             raise BadGateway(f"backend sent more than {MAX_HEADERS} header lines")
@@ -386,6 +466,9 @@ def _framing_headers(head: Head, cl: list[bytes], te: list[bytes], error: type[P
             head.framing, head.length = LENGTH, int(cl[0])
         else:
             head.framing, head.length = LENGTH, _cl_via_h11(cl, error)
+            # RFC 9110 8.6: equal values may be replaced by one before forwarding; two lines
+            # or a list might be read differently by the next parser.
+            head.fold_length = head.needs_rewrite = len(cl) > 1 or b"," in cl[0]
     else:
         head.framing = -1  # decided by the message kind
 
@@ -395,7 +478,10 @@ def _te_via_h11(te: list[bytes], error: type[ProxyError]) -> None:
     # as RFC 9112 for a proxy that does not decode transfer codings.
     values = [v.strip().lower() for t in te for v in t.split(b",")]
     if values != [b"chunked"]:
-        raise error(f"unsupported Transfer-Encoding {b', '.join(te).decode('latin-1')!r} (only chunked)")
+        shown = b", ".join(te).decode("latin-1")
+        if error is BadRequest and values[-1] == b"chunked" and all(values) and b"chunked" not in values[:-1]:
+            raise UnsupportedCoding(f"unsupported transfer coding in {shown!r} (only chunked)")
+        raise error(f"unsupported Transfer-Encoding {shown!r} (only chunked)")
 
 
 def _cl_via_h11(cl: list[bytes], error: type[ProxyError]) -> int:
@@ -413,6 +499,11 @@ def _request_framing(head: Head) -> None:
         head.framing = NO_BODY
     if head.minor == 1 and head.host is None:
         raise BadRequest("HTTP/1.1 request without a Host header")
+    if head.target[:1] != b"/" and head.host is not None and head.target != b"*":
+        authority = head.authority()
+        if authority is not None and authority.lower() != head.host.lower():
+            # RFC 9112 3.2.2 says the target wins; a backend reading Host would disagree.
+            raise BadRequest("the Host header differs from the request target's authority")
 
 
 def _response_framing(head: Head, method: bytes) -> None:

@@ -1,17 +1,20 @@
 """HTTP policy: what pylb changes in messages it forwards, and its own answers.
 
 Owns: hop-by-hop stripping, the X-Forwarded-* headers, the Connection header
-toward the client, and the small error pages. Must not know: sockets or
-routing. Pure functions from a ``Head`` and facts to bytes.
+toward the client, one Content-Length line where equal values came repeated,
+and the small error pages. Must not know: sockets or routing. Pure functions
+from a ``Head`` and facts to bytes.
+Invariants: what is sent has CRLF line ends and one framing header (a
+response head that came with bare LFs is normalized by the parser, and its
+``raw`` is then already canonical); an error page says the status, its reason
+and the request id, never why in pylb's words (a backend's address, an errno:
+those go to the log).
 """
 
 from __future__ import annotations
 
-import html
-
 from pylb.core.http1 import HOP_BY_HOP, SPOOFABLE, Head
 
-_SERVER = b"pylb"
 _TRANSFER_ENCODING = frozenset({b"transfer-encoding"})
 # Fields pylb frames and routes by: a Connection header naming them must not
 # make them vanish between pylb and its peer (that would smuggle a request).
@@ -43,12 +46,16 @@ def request_head_out(head: Head, suffix: bytes, client_ip: bytes, upgrade: bool 
     keep_upgrade = upgrade and b"upgrade" in head.connection
     lines = [head.raw[: head.raw.index(b"\r\n") + 2]]
     prior_xff: list[bytes] = []
+    length = _length_line(head)
     for name, value in head.fields:
         lname = name.lower()
         if lname == b"x-forwarded-for":
             prior_xff.append(value)
         elif lname in SPOOFABLE or (lname in drop and not (keep_upgrade and lname == b"upgrade")):
             continue
+        elif lname == b"content-length" and head.fold_length:
+            lines.append(length)
+            length = b""
         else:
             lines.append(name + b": " + value + b"\r\n")
     if keep_upgrade:
@@ -73,9 +80,14 @@ def response_head_out(
     drop = HOP_BY_HOP | (head.connection - END_TO_END) | (_TRANSFER_ENCODING if dechunk else frozenset())
     lines = [head.raw[: head.raw.index(b"\r\n") + 2]]
     switching = head.status == 101
+    length = _length_line(head)
     for name, value in head.fields:
         lname = name.lower()
         if lname in drop and not (switching and lname == b"upgrade"):
+            continue
+        if lname == b"content-length" and head.fold_length:
+            lines.append(length)
+            length = b""
             continue
         lines.append(name + b": " + value + b"\r\n")
     if switching:
@@ -86,6 +98,14 @@ def response_head_out(
         lines.append(b"Connection: keep-alive\r\n")
     lines += (extra, b"\r\n")
     return b"".join(lines)
+
+
+def _length_line(head: Head) -> bytes:
+    """The one Content-Length line of a head whose equal values came repeated."""
+    if not head.fold_length:
+        return b""
+    first = next(v for n, v in head.fields if n.lower() == b"content-length")
+    return b"Content-Length: " + first.split(b",")[0].strip() + b"\r\n"
 
 
 def hsts_header(max_age: int) -> bytes:
@@ -116,17 +136,22 @@ def https_redirect(head: Head, https_port: int, keep_alive: bool) -> bytes | Non
     )
 
 
-def error_response(status: int, reason: str, detail: str, keep_alive: bool = False, head_only: bool = False) -> bytes:
-    """pylb's own answer: a small HTML page naming what went wrong.
-
-    ``detail`` is HTML-escaped (it may echo a Host header)."""
+def error_response(
+    status: int, reason: str, keep_alive: bool = False, head_only: bool = False, request_id: str = ""
+) -> bytes:
+    """pylb's own answer: a small HTML page with the status, its reason and the
+    request id (also sent as ``X-Request-Id``), and nothing else: what went
+    wrong, in pylb's words, may name a backend's address, so it goes to the
+    log only. ``reason`` is pylb's own text (never a peer's)."""
+    rid = f"<p>Request id: {request_id}</p>" if request_id else ""
     body = (
         f"<html><head><title>{status} {reason}</title></head><body><h1>{status} {reason}</h1>"
-        f"<p>{html.escape(detail)}</p><hr><address>pylb</address></body></html>\n"
+        f"{rid}<hr><address>pylb</address></body></html>\n"
     ).encode()
     head = (
         f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/html; charset=utf-8\r\n"
         f"Content-Length: {len(body)}\r\nCache-Control: no-store\r\n"
-        f"Connection: {'keep-alive' if keep_alive else 'close'}\r\nServer: pylb\r\n\r\n"
+        + (f"X-Request-Id: {request_id}\r\n" if request_id else "")
+        + f"Connection: {'keep-alive' if keep_alive else 'close'}\r\nServer: pylb\r\n\r\n"
     ).encode()
     return head if head_only else head + body

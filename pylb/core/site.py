@@ -15,6 +15,7 @@ from pylb.core.health import HealthCheck
 from pylb.core.models import Backend
 from pylb.core.pool import Pool
 from pylb.core.record import RequestRecord
+from pylb.core.requestid import RequestIds
 from pylb.core.timeouts import Timeouts
 
 
@@ -60,7 +61,7 @@ class Site:
         "force_ssl",
         "health",
         "https_port",
-        "id_prefix",
+        "ids",
         "observer",
         "pool",
         "port",
@@ -85,7 +86,7 @@ class Site:
         health: HealthCheck | None = None,
         https_port: int = 443,
         extra_response: bytes = b"",
-        id_prefix: str = "",
+        ids: RequestIds | None = None,
     ) -> None:
         self.pool = pool
         self.conns = conns
@@ -99,13 +100,13 @@ class Site:
         self.health = health if health is not None else HealthCheck()  # passive checks count toward its fall
         self.https_port = https_port  # where redirects to https point
         self.extra_response = extra_response  # header lines added to every answer (HSTS on https)
-        self.id_prefix = id_prefix  # request ids are ``{id_prefix}{number:x}``
+        self.ids = ids if ids is not None else RequestIds("pylb")  # shared by a balancer's listeners
         self.closing = False  # draining: every answer says Connection: close
         self.requests = 0
         self.errors: dict[int, int] = {}
 
     def request_id(self, number: int) -> str:
-        return f"{self.id_prefix}{number:x}"
+        return self.ids.name(number)
 
     def __repr__(self) -> str:
         return f"<Site {self.proto}:{self.port} requests={self.requests} errors={self.errors}>"

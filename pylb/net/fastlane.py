@@ -71,7 +71,6 @@ class _Client:
     """One client connection served by the loop, with its exchange machine."""
 
     __slots__ = (
-        "backend_end",
         "backend_ready",
         "bout",
         "client_ready",
@@ -95,7 +94,6 @@ class _Client:
         self.bout = b""  # bytes for the backend, likewise
         self.client_ready = False  # the client may have sent more than was read
         self.backend_ready = False  # the backend may have sent more than was read
-        self.backend_end = 0  # the backend's EOF (1) or reset (2), read but not yet told: after the bytes before it
         self.dialing: stdsocket.socket | None = None
         self.gone = False
 
@@ -422,8 +420,6 @@ class FastLane:
                 if self._backends.get(fd) is not conn:
                     self._register_backend(fd, conn)  # type: ignore[arg-type]
                     c.backend_ready = False
-                if c.backend_end:  # an end read from the connection before: not this one's
-                    c.backend_end = 0
                 self._owner[fd] = c
                 out = x.out
                 try:
@@ -458,10 +454,6 @@ class FastLane:
                     self.requests += 1
                 action = x.client_sent()
             elif action == _READ_BACKEND:
-                if c.backend_end:  # read already: the end comes first (a reset is told once)
-                    reset, c.backend_end = c.backend_end == 2, 0
-                    action = x.backend_eof(reset)
-                    continue
                 if x.streaming or (x.blind and c.tls is None):
                     self._hand_over(c, action)  # a task pumps the body, or splices the answer
                     return
@@ -528,10 +520,9 @@ class FastLane:
         action = x.backend_data(data) if data else _NOTHING
         if eof:
             if x.conn is conn:
-                if action in (_NOTHING, _READ_BACKEND):
-                    action = x.backend_eof(reset)
-                else:  # the bytes before the end are passed on first
-                    c.backend_end = 2 if reset else 1
+                after = x.backend_eof(reset)  # (kept by the machine while bytes before it are written)
+                if after != _NOTHING:
+                    action = after
             else:  # the answer ended with the connection: it went back to the pool closed
                 self.upstream.discard_idle(conn)  # type: ignore[arg-type]
                 self._backends.pop(fd, None)

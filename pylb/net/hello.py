@@ -140,7 +140,7 @@ class HelloServer:
                 if not head.keep_alive:
                     return
         except ProxyError as exc:
-            await stream.send_all(error_response(exc.status, exc.reason, exc.detail))
+            await stream.send_all(error_response(exc.status, exc.reason))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import secrets
 import socket as stdsocket
 import ssl
 from collections.abc import Sequence
@@ -25,6 +26,7 @@ from pylb.core.health import HealthCheck
 from pylb.core.models import Backend, Bind, Snapshot, TcpPort
 from pylb.core.policy import hsts_header
 from pylb.core.pool import Pool, SwapResult
+from pylb.core.requestid import RequestIds
 from pylb.net.fastlane import FastLane
 from pylb.net.health import HealthChecker
 from pylb.net.httptask import ClientConnection
@@ -109,6 +111,7 @@ class Balancer:
             pool, self.health_check, dialer, min(config.timeouts.connect, self.health_check.inter)
         )
         self.addresses: list[BoundAddress] = []
+        self.request_ids = RequestIds(secrets.token_hex(4))  # error pages and the access log show them
         self._contexts: list[Site] = []
         self._tcp_contexts: list[TcpContext] = []
         self._limit = trio.Semaphore(config.maxconn)
@@ -298,6 +301,7 @@ class Balancer:
             health=self.health_check,
             https_port=https_port,
             extra_response=hsts_header(config.hsts_max_age) if scheme == "https" else b"",
+            ids=self.request_ids,
         )
 
     async def _accept_nursery(self, *, task_status: trio.TaskStatus[trio.Nursery]) -> None:

@@ -5,7 +5,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pylb.core.errors import BadGateway, BadRequest, HeadTooLarge, ProxyError, UriTooLong
+from pylb.core import http1
+from pylb.core.errors import (
+    BadGateway,
+    BadRequest,
+    HeadTooLarge,
+    ProxyError,
+    UnsupportedCoding,
+    UriTooLong,
+    VersionNotSupported,
+)
 from pylb.core.http1 import (
     CHUNKED,
     LENGTH,
@@ -90,9 +99,20 @@ SMUGGLING = [
     b"GET / HTTP/1.1\r\n\r\n",  # no Host
     b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n",
     b"GET / HTTP/1.2\r\nHost: a\r\n\r\n",
-    b"GET / HTTP/2.0\r\nHost: a\r\n\r\n",
     b"GET /\xff HTTP/1.1\r\nHost: a\r\n\r\n",
     b"G\x00T / HTTP/1.1\r\nHost: a\r\n\r\n",
+    # target forms (RFC 9112 3.2): a path, an http(s) URI, * for OPTIONS only
+    b"GET a.test:80 HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET a HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET * HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET ftp://a/x HTTP/1.1\r\nHost: a\r\n\r\n",
+    # an absolute-form target names another authority than Host (RFC 9112 3.2.2)
+    b"GET http://b/x HTTP/1.1\r\nHost: a\r\n\r\n",
+    b"GET http://a:8080/ HTTP/1.1\r\nHost: a\r\n\r\n",
+    # an empty list element, chunked twice, chunked not last
+    b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: , chunked\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
 ]
 
 
@@ -102,6 +122,47 @@ def test_smuggling_and_malformed_heads_are_400(head: bytes) -> None:
         parse_request(head)
     assert info.value.status == 400
     assert "\n" not in info.value.detail
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET http://a.test/x HTTP/1.1\r\nHost: A.test\r\n\r\n",
+        b"GET HTTPS://a.test HTTP/1.1\r\nHost: a.test\r\n\r\n",
+        b"CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n\r\n",  # the drivers refuse it, by name
+    ],
+)
+def test_the_other_target_forms_where_they_belong(head: bytes) -> None:
+    assert parse_request(head).target == head.split(b" ")[1]
+
+
+@pytest.mark.parametrize("version", [b"2.0", b"3.0", b"0.9"])
+def test_another_major_version_is_505(version: bytes) -> None:
+    with pytest.raises(VersionNotSupported) as info:
+        parse_request(b"GET / HTTP/" + version + b"\r\nHost: a\r\n\r\n")
+    assert info.value.status == 505
+
+
+def test_a_coding_before_chunked_is_501_not_implemented() -> None:
+    with pytest.raises(UnsupportedCoding) as info:
+        parse_request(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n")
+    assert info.value.status == 501
+    with pytest.raises(BadGateway):  # a response's is the backend's fault
+        parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", b"GET")
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n",
+    ],
+)
+def test_repeated_equal_lengths_are_folded_into_one(head: bytes) -> None:
+    parsed = parse_request(head)
+    assert (parsed.framing, parsed.length, parsed.fold_length, parsed.needs_rewrite) == (LENGTH, 5, True, True)
+    assert parse_request(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 005\r\n\r\n").fold_length is False
 
 
 def test_bare_lf_is_refused_before_the_head_ends() -> None:
@@ -147,11 +208,102 @@ def test_response_framing(head: bytes, method: bytes, framing: int, keep_alive: 
         b"HTTP/1.1 2000 OK\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nBad Header\r\n\r\n",
         b"ICY 200 OK\r\n\r\n",
+        # what stays ambiguous read leniently
+        b"HTTP/1.1 200 OK\nX: a\rb\n\n",  # a bare CR
+        b"HTTP/1.1 200 OK\n X: 1\n\n",  # a whitespace-led line before the first field
+        b"HTTP/1.1 200 OK\nX: 1\n\nY: 2\r\n\r\n",  # two heads (an empty line inside)
+        b"HTTP/1.1 200 OK\nX : 1\n\n",  # whitespace before the colon
+        b"HTTP/1.1 200 OK\nX: a\x01b\n\n",  # a control byte
+        b"http/1.1 200 OK\n\n",
+        b"\r\nHTTP/1.1 200 OK\r\n\r\n",
     ],
 )
 def test_bad_responses_are_502(head: bytes) -> None:
     with pytest.raises(BadGateway):
         parse_response(head, b"GET")
+
+
+# --- responses read as RFC 9112 lets a recipient read them, sent on canonical ------------
+
+TOLERATED = [
+    (b"HTTP/1.1 200 OK\nContent-Type: text/plain\nContent-Length: 2\n\n",
+     b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n"),
+    (b"HTTP/1.1 200 OK\r\nContent-type: text/html\n\n",  # busybox httpd's CGI answer
+     b"HTTP/1.1 200 OK\r\nContent-type: text/html\r\n\r\n"),
+    (b"HTTP/1.1 200 OK\r\nX: 1\r\n\n", b"HTTP/1.1 200 OK\r\nX: 1\r\n\r\n"),
+    (b"HTTP/1.1 200 OK\nX: 1\n\r\n", b"HTTP/1.1 200 OK\r\nX: 1\r\n\r\n"),
+    (b"HTTP/1.1 200 OK\r\nX-A: a \r\n\t b\r\nContent-Length: 0\r\n\r\n",
+     b"HTTP/1.1 200 OK\r\nX-A: a b\r\nContent-Length: 0\r\n\r\n"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length:\r\n 2\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"),
+    (b"HTTP/1.2 200 OK\r\nContent-Length: 2\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"),
+]  # fmt: skip
+
+
+def parse_response_bytewise(data: bytes, method: bytes = b"GET") -> tuple[Head, int]:
+    """Feed a backend's bytes one at a time; the head, and where it ended."""
+    buf = b""
+    for i in range(len(data)):
+        buf += data[i : i + 1]
+        end = find_head_end(buf, BadGateway)
+        if end >= 0:
+            return parse_response(buf[:end], method), end
+    raise AssertionError("head never completed")
+
+
+@pytest.mark.parametrize(("received", "canonical"), TOLERATED)
+def test_tolerated_response_heads_are_read_and_normalized(received: bytes, canonical: bytes) -> None:
+    head, end = parse_response_bytewise(received + b"ok\r\n\r\nmore")
+    assert end == len(received)  # the body, even holding a CRLF CRLF, is not the head
+    assert head.raw == canonical
+    reference = parse_response(canonical, b"GET")
+    assert {k: v for k, v in slots(head).items()} == slots(reference)
+
+
+def test_canonical_response_heads_never_reach_the_normalizing_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(raw: bytes) -> bytes:
+        raise AssertionError(f"normalized a canonical head: {raw!r}")
+
+    monkeypatch.setattr(http1, "_normalized_response", refuse)
+    for raw in [b"HTTP/1.1 200 OK\r\nServer: x\r\nContent-Length: 3\r\n\r\n", b"HTTP/1.0 204 \r\n\r\n",
+                b"HTTP/1.1 101 Switching\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+                b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n"]:  # fmt: skip
+        assert find_head_end(raw + b"body", BadGateway) == len(raw)
+        assert parse_response(raw, b"GET").raw == raw
+
+
+field_name = st.sampled_from([b"Content-Type", b"X-A", b"Set-Cookie", b"Cache-Control", b"Content-Length"])
+field_value = st.sampled_from([b"text/plain", b"a b", b"no-cache, no-store", b"7", b"x=1; Path=/", b""])
+
+
+@st.composite
+def lenient_response_heads(draw: st.DrawFn) -> tuple[bytes, bytes]:
+    """(what a lenient backend sends, the canonical head it means): line ends CRLF or LF at
+    random, a value with a space folded there at random."""
+    start = draw(st.sampled_from([b"HTTP/1.1 200 OK", b"HTTP/1.0 404 Not Found", b"HTTP/1.1 204 "]))
+    fields = draw(st.lists(st.tuples(field_name, field_value), max_size=5, unique_by=lambda f: f[0]))
+    eol = st.sampled_from([b"\r\n", b"\n"])
+    sent, canonical = start + draw(eol), start + b"\r\n"
+    for name, value in fields:
+        written = value
+        if b" " in value and draw(st.booleans()):
+            written = value.replace(b" ", draw(st.sampled_from([b"\r\n ", b"\n\t", b" \r\n  "])), 1)
+        sent += name + b": " + written + draw(eol)
+        canonical += name + b": " + value + b"\r\n"
+    return sent + draw(eol), canonical + b"\r\n"
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(lenient_response_heads())
+def test_a_lenient_head_reads_as_the_canonical_head_it_means(pair: tuple[bytes, bytes]) -> None:
+    sent, canonical = pair
+    assert find_head_end(sent + b"\r\n\r\n", BadGateway) == len(sent)
+    try:
+        expected = parse_response(canonical, b"GET")
+    except ProxyError as exc:
+        with pytest.raises(type(exc)):
+            parse_response(sent, b"GET")
+        return
+    assert slots(parse_response(sent, b"GET")) == slots(expected)
 
 
 # --- differential: the fast path never accepts what h11 rejects -----------

@@ -32,10 +32,14 @@ BAD_REQUESTS = {
     "CONNECT": (b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", 400),
     "space before colon": (b"GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400),
     "obs-fold": (b"GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n  folded\r\n\r\n", 400),
-    "HTTP/2.0 over HTTP/1 framing": (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 400),
+    "HTTP/2.0 over HTTP/1 framing": (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+    "a path that is not one": (b"GET example.com:80 HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    "absolute form for another host": (b"GET http://other.example/ HTTP/1.1\r\nHost: x\r\n\r\n", 400),
 }
 
-REASONS = {400: "Bad Request", 414: "URI Too Long", 431: "Request Header Fields Too Large"}
+REASONS = {
+    400: "Bad Request", 414: "URI Too Long", 431: "Request Header Fields Too Large", 505: "HTTP Version Not Supported"
+}
 
 
 @pytest.mark.parametrize("name", list(BAD_REQUESTS))

@@ -46,7 +46,7 @@ async def test_a_refusing_backend_gives_502() -> None:
         async with proxied([f"127.0.0.1:{free_port()}"]) as (lb, peer):
             resp = await peer.request()
             assert resp.status == 502
-            assert b"ECONNREFUSED" in resp.body
+            assert b"ECONNREFUSED" not in resp.body  # why goes to the log, not to the client
             assert await peer.at_eof()
             assert lb.statistics()["errors"] == {502: 1}
             assert lb.statistics()["pool"]["in_flight"] == 0  # type: ignore[index]
@@ -76,7 +76,6 @@ async def test_a_backend_hanging_on_connect_gives_504_after_the_connect_timeout(
             resp = await peer.request()
             elapsed = trio.current_time() - start
             assert resp.status == 504, resp.body
-            assert b"connect" in resp.body
             assert 0.45 <= elapsed < 3.0, elapsed
             assert lb.statistics()["pool"]["in_flight"] == 0  # type: ignore[index]
 

@@ -189,9 +189,9 @@ BAD_RESPONSES: dict[str, bytes] = {
     "HTTP/2 status line": b"HTTP/2 200 OK\r\nContent-Length: 0\r\n\r\n",
     "ICY status line": b"ICY 200 OK\r\nContent-Length: 0\r\n\r\n",
     "NUL in a header": b"HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 0\r\n\r\n",
-    "bare LF line ends": b"HTTP/1.1 200 OK\nContent-Length: 0\n\n",
-    "obs-fold": b"HTTP/1.1 200 OK\r\nX-A: 1\r\n 2\r\nContent-Length: 0\r\n\r\n",
     "space before the colon": b"HTTP/1.1 200 OK\r\nContent-Length : 0\r\n\r\n",
+    "bare CR inside a value": b"HTTP/1.1 200 OK\nX-A: 1\rX-B: 2\nContent-Length: 0\n\n",
+    "folded first line": b"HTTP/1.1 200 OK\r\n X-A: 1\r\nContent-Length: 0\r\n\r\n",
 }
 # Status codes outside 100-999 (RFC 9110 15: 100-599; h11: 100-999).
 BAD_STATUS_CODES = {

@@ -135,7 +135,7 @@ async def test_silent_backend_gets_504_after_the_server_timeout(autojump_clock: 
         start = trio.current_time()
         status, _, body = await client.get()
         assert status == 504
-        assert b"did not answer in time" in body
+        assert b"did not answer in time" not in body  # why goes to the log; the page says the status
         assert 30 <= trio.current_time() - start <= 31
         assert await client.closed()
         assert lb.pool.statistics()["backends"][0]["failures"] == 1
@@ -174,14 +174,14 @@ async def test_backend_hanging_up_without_answer_is_502(autojump_clock: trio.tes
     async with proxy({A: hang_up}) as (client, _, _):
         status, _, body = await client.get()
         assert status == 502
-        assert b"closed the connection" in body
+        assert b"closed the connection" not in body  # why goes to the log; the page says the status
 
 
 async def test_refused_backend_is_502(autojump_clock: trio.testing.MockClock) -> None:
     async with proxy({}) as (client, _, _):
         status, _, body = await client.get()
         assert status == 502
-        assert b"ECONNREFUSED" in body
+        assert b"ECONNREFUSED" not in body  # why goes to the log; the page says the status
 
 
 async def test_no_backend_is_503_and_the_connection_stays(autojump_clock: trio.testing.MockClock) -> None:
@@ -262,7 +262,7 @@ async def test_all_backends_down_is_an_immediate_503(autojump_clock: trio.testin
         start = trio.current_time()
         status, _, body = await Client(client_side).get()
         assert (status, trio.current_time() - start) == (503, 0)
-        assert b"no backend up" in body
+        assert b"no backend up" not in body  # why goes to the log; the page says the status
         nursery.cancel_scope.cancel()
 
 
@@ -343,7 +343,7 @@ async def test_a_response_with_too_many_header_lines_is_502_not_431(autojump_clo
     async with proxy({A: chatty}) as (client, _, _):
         status, _, body = await client.get()
         assert status == 502
-        assert b"more than 100 header lines" in body
+        assert b"more than 100 header lines" not in body  # why goes to the log; the page says the status
 
 
 async def test_a_service_can_bring_its_own_checks(autojump_clock: trio.testing.MockClock) -> None:
