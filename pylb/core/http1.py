@@ -87,6 +87,7 @@ _ONE_PASS_RESPONSE = re.compile(
 # (the shortest is ``a:\r\n``), so they need no counting.
 _COUNT_FROM = 4 * MAX_HEADERS
 _REQUEST_LINE_RE = re.compile(rb"(" + _TOKEN + rb") ([\x21-\x7e]+) HTTP/1\.([01])\r\n")
+_CONNECTION_LINE_RE = re.compile(rb"\nconnection:", re.IGNORECASE)
 _STATUS_LINE_RE = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9]{2})(?: [ \t\x21-\x7e\x80-\xff]*)?\r\n")
 
 # Headers that pylb must remove or rewrite before forwarding (hop-by-hop,
@@ -118,6 +119,7 @@ class Head:
     __slots__ = (
         "connection",
         "expect_continue",
+        "forward",
         "framing",
         "host",
         "keep_alive",
@@ -147,6 +149,9 @@ class Head:
         self.needs_rewrite = False
         self.expect_continue = False
         self.upgrade: bytes | None = None  # the Upgrade header, when Connection names it
+        # A request head that needs no rewrite but for a lone "Connection: keep-alive" line: the
+        # head without that line and without its final CRLF, ready to forward (None otherwise).
+        self.forward: bytes | None = None
 
     @property
     def fields(self) -> list[tuple[bytes, bytes]]:
@@ -239,7 +244,19 @@ def _one_pass_request(raw: bytes) -> Head | None:
     elif cl is not None:
         head.framing, head.length = LENGTH, int(cl)
     _one_pass_common(head, minor, connection, rewrite)
+    if connection is not None and not head.needs_rewrite:
+        _cut_connection(head, raw.rfind(b"\n", 0, match.start(7)) + 1)
     return head
+
+
+def _cut_connection(head: Head, line: int) -> None:
+    """A request head whose only header pylb acts on is one ``Connection:
+    keep-alive`` (HTTP/1.1; most browsers send it): hop-by-hop, so it must
+    not reach the backend, but the rest of the head can go on as it is. Cut
+    that one line (starting at ``line``) out here, once per head, for
+    ``request_head_out``."""
+    raw = head.raw
+    head.forward = raw[:line] + raw[raw.index(b"\n", line) + 1 : -2]
 
 
 def _one_pass_response(raw: bytes, method: bytes) -> Head | None:
@@ -302,6 +319,8 @@ def _general_request(raw: bytes) -> Head:
     head.minor = minor[0] - 48
     _parse_fields(head, raw, match.end(), BadRequest)
     _request_framing(head)
+    if head.connection and not head.needs_rewrite:
+        _cut_connection(head, _CONNECTION_LINE_RE.search(raw, head.start - 1).start() + 1)  # type: ignore[union-attr]
     return head
 
 
@@ -355,10 +374,10 @@ def _parse_fields(head: Head, raw: bytes, start: int, error: type[ProxyError]) -
             head.needs_rewrite = True
         elif lname == b"connection":
             tokens = frozenset(t.strip().lower() for t in value.split(b","))
+            # "Connection: keep-alive" alone says what HTTP/1.1 means anyway: no rebuild, that
+            # line is only cut out (``_cut_connection``); a second Connection line is rebuilt.
+            head.needs_rewrite |= tokens != _KEEP_ALIVE or bool(connection)
             connection |= tokens
-            # "Connection: keep-alive" alone says what HTTP/1.1 means anyway:
-            # the head can go on unchanged.
-            head.needs_rewrite |= tokens != _KEEP_ALIVE
         else:
             head.needs_rewrite = True
     head.connection = connection
