@@ -27,11 +27,11 @@ from typing import Any
 
 import trio
 
-from pylb.config import Config
+from pylb.config import Bind, Config
 from pylb.core.models import Snapshot
 from pylb.discovery import launch
 from pylb.net.server import Balancer, bind_all
-from pylb.runtime import access_logger, setup_logging, until_signal
+from pylb.runtime import access_logger, listening_on, setup_logging, until_signal
 from pylb.tls import CertBundle
 
 log = logging.getLogger("pylb")
@@ -161,12 +161,12 @@ async def _supervise(config: Config, mode: str, workers: list[_Worker], fanout: 
         for worker in workers:
             await _wait_ready(worker)
         ports = [s.getsockname()[1] for s in workers[0].sockets]
-        urls = [f"{b.scheme}://{b.host}:{p}" for b, p in zip(config.listeners, ports, strict=True)]
+        bound = [Bind(b.scheme, b.host, p) for b, p in zip(config.listeners, ports, strict=True)]
         snapshot = fanout.latest.get("swap") or config.snapshot()
         backends = {b.key for s in snapshot.services for b in s.backends} if snapshot else set()
         log.info(
             "listening on %s; %d backends, %d routes, %s; %d workers; %s",
-            ", ".join(urls),
+            listening_on(bound),
             len(backends),
             len(snapshot.routes) if snapshot else 0,
             config.balance,

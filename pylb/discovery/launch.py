@@ -8,7 +8,7 @@ Must not know: the CLI's argument parsing, logging setup, the data plane.
 
 Invariants: every refusal is a ConfigError whose one line says what to pass;
 ``prepare`` does all the I/O that can refuse, before any listener opens, so
-the CLI exits 2 instead of serving nothing.
+the CLI exits 2 instead of serving nothing; ``check`` is its part without I/O.
 """
 
 from __future__ import annotations
@@ -152,6 +152,13 @@ async def prepare(mode: str, config: Config, environ: Mapping[str, str] | None =
         if daemon != "ok":
             reason += "; using the linked containers" if mode == "links" else "; waiting for the daemon"
         log.info("--discover auto: %s (%s)", mode, reason)
+    check(mode, environ)
+    return Provider(mode, config, environ)
+
+
+def check(mode: str, environ: Mapping[str, str]) -> None:
+    """What ``prepare`` refuses without any I/O (``pylb --check``: ``auto``
+    is not probed there)."""
     if mode == "links" and not has_links(environ):
         raise ConfigError(
             "--discover links: no linked containers (no <ALIAS>_NAME and <ALIAS>_PORT_<n>_TCP_ADDR variables); "
@@ -162,4 +169,3 @@ async def prepare(mode: str, config: Config, environ: Mapping[str, str] | None =
             load_sdk()
         except ConfigError:
             raise ConfigError(f"--discover docker: {INSTALL_HINT}") from None
-    return Provider(mode, config, environ)
