@@ -33,7 +33,7 @@ How the test stands in for a reader's machine, and nothing else:
 - Docker: a ``docker`` stand-in on PATH (``DOCKER_SHIM``) names containers and
   networks with a per-run prefix, labels what it creates (everything is
   removed by that label at the end), runs the image built by
-  scripts/build-image (``pylb``, or ``PYLB_TEST_IMAGE``), and puts the
+  scripts/build-image (``pylb``, or the tag in ``PYLB_TEST_IMAGE``), and puts the
   containers of a block without ``--link`` on a network of the test's own,
   so that a balancer with the Docker socket finds only this test's
   containers on a shared engine. It refuses any other subcommand.
@@ -69,6 +69,7 @@ import pytest
 from pylb.config import OPTIONS
 from tests.discovery.docker_kit import require_docker
 from tests.docs.doctext import INDENTED, ROOT, Block, code_blocks, commands
+from tests.image.image_kit import IMAGE, build_image
 
 PAGES = ["README.md", *sorted(f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md"))]
 SHELL = {"sh", "bash", "shell", "console", "", INDENTED}
@@ -380,7 +381,7 @@ class Machine:
             PYLB_TEST_DOCS_PREFIX=self.prefix,
             PYLB_TEST_DOCS_LABEL=self.label,
             PYLB_TEST_DOCS_NETWORK=self.prefix + "net",
-            PYLB_TEST_DOCS_IMAGE=os.environ.get("PYLB_TEST_IMAGE", "pylb"),
+            PYLB_TEST_DOCS_IMAGE=IMAGE,
         )
         return env
 
@@ -433,14 +434,9 @@ _IMAGE_BUILT: list[str] = []
 
 def _ensure_image() -> None:
     """The image the pages run (scripts/build-image: a cache check when .ci/run built it)."""
-    image = os.environ.get("PYLB_TEST_IMAGE", "pylb")
-    if image in _IMAGE_BUILT:
-        return
-    done = subprocess.run(["bash", str(ROOT / "scripts" / "build-image")], capture_output=True, text=True,
-                          timeout=1500, cwd=ROOT, env={**os.environ, "IMAGE": image})  # fmt: skip
-    if done.returncode != 0:
-        pytest.fail(f"scripts/build-image failed ({done.returncode}):\n{done.stderr[-3000:]}", pytrace=False)
-    _IMAGE_BUILT.append(image)
+    if not _IMAGE_BUILT:
+        build_image()
+        _IMAGE_BUILT.append(IMAGE)
 
 
 def _pylb_setting(name: str) -> bool:

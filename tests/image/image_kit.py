@@ -24,7 +24,7 @@ import trio
 from tests.discovery import docker_kit
 from tests.discovery.docker_kit import docker, get_once
 
-IMAGE = "pylb"
+IMAGE = os.environ.get("PYLB_TEST_IMAGE", "pylb")  # another tag: tests of a branch leave the shared pylb alone
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = ROOT / "scripts" / "build-image"
 SOCKET = "/var/run/docker.sock"
@@ -49,7 +49,8 @@ class Built:
 def build_image() -> Built:
     """Run scripts/build-image (idempotent: seconds when everything is cached)."""
     started = time.monotonic()
-    done = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=1500, cwd=ROOT)
+    env = {**os.environ, "IMAGE": IMAGE}
+    done = subprocess.run(["bash", str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=1500, cwd=ROOT, env=env)
     if done.returncode != 0:
         pytest.fail(f"scripts/build-image failed ({done.returncode}):\n{done.stderr[-4000:]}", pytrace=False)
     size = int(docker("image", "inspect", IMAGE, "--format", "{{.Size}}"))
