@@ -21,9 +21,9 @@ COPY . /src
 RUN set -eu; \
     python3 -m venv /opt/pylb; \
     if ls /src/wheels/*.whl >/dev/null 2>&1; then \
-        /opt/pylb/bin/pip install --no-index --find-links /src/wheels 'pylb[docker]'; \
+        /opt/pylb/bin/pip install --no-index --find-links /src/wheels pylb; \
     else \
-        /opt/pylb/bin/pip install '/src[docker]'; \
+        /opt/pylb/bin/pip install /src; \
     fi; \
     /opt/pylb/bin/pylb --help >/dev/null; \
     /opt/pylb/bin/pip uninstall -y -q pip setuptools

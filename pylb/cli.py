@@ -1,10 +1,12 @@
-"""The ``pylb`` command: the balancer, ``pylb demo``, ``pylb hello`` and
-``pylb healthcheck`` (the image's HEALTHCHECK: stdlib sockets, no trio).
+"""The ``pylb`` command: the balancer, ``pylb --check``, ``pylb demo``,
+``pylb hello`` and ``pylb healthcheck`` (the image's HEALTHCHECK: stdlib
+sockets, no trio).
 
-Owns: argument parsing (generated from ``pylb.config.OPTIONS``), choosing
-one process or workers (``pylb.workers``), and turning ConfigError into one
-line on stderr and exit code 2. Logging and signals: ``pylb.runtime``.
-Must not know: how the data plane works inside.
+Owns: argument parsing (generated from ``pylb.config.OPTIONS``), the
+warnings about the environment and about settings that do nothing, the
+``--check`` summary, choosing one process or workers (``pylb.workers``),
+and turning ConfigError into one line on stderr and exit code 2. Logging
+and signals: ``pylb.runtime``. Must not know: how the data plane works inside.
 """
 
 from __future__ import annotations
@@ -26,11 +28,11 @@ import trio
 from pylb import __version__, compat
 from pylb import config as cfg
 from pylb.core.errors import ConfigError
-from pylb.core.models import SCHEMES, Backend, Bind, parse_balance
+from pylb.core.models import BALANCE_ALGORITHMS, SCHEMES, Backend, Bind, parse_balance
 from pylb.discovery import launch
 from pylb.net.hello import HelloServer
 from pylb.net.server import Balancer
-from pylb.runtime import access_logger, setup_logging, until_signal
+from pylb.runtime import access_logger, listening_on, setup_logging, until_signal
 from pylb.workers import default_workers, run_workers
 
 log = logging.getLogger("pylb")
@@ -45,11 +47,19 @@ def _balancer_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="pylb",
         description="A load balancer for containers. Subcommands: 'pylb demo' (a balancer in front of three "
-        "built-in backends) and 'pylb hello' (a backend that says who it is).",
+        "built-in backends, in one process), 'pylb hello' (a backend that says who it is) and 'pylb healthcheck' "
+        "(exit 0 when the local pylb answers: the image's HEALTHCHECK); each has --help.",
         epilog="Every option also reads the environment variable named in brackets; a flag wins over it. "
         "SSL_CERT and DEFAULT_SSL_CERT (PEM text) are read from the environment only.",
     )
     parser.add_argument("--version", action="version", version=f"pylb {__version__}")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="Check the whole configuration (flags, environment, certificates, discovery mode), print one line "
+        "saying what would run, and exit 0; a problem is one line and exit 2. Nothing listens and nothing is "
+        "contacted (as haproxy -c).",
+    )
     for option in cfg.OPTIONS:
         if option.flag is None:
             continue
@@ -69,12 +79,19 @@ def _balancer_parser() -> argparse.ArgumentParser:
 
 def _run_balancer(argv: Sequence[str]) -> int:
     args = _balancer_parser().parse_args(argv)
-    for line in compat.unsupported(os.environ):
+    known = {option.env for option in cfg.OPTIONS if option.env}
+    for line in compat.unsupported(os.environ) + compat.unknown(os.environ, known):
         print(f"pylb: warning: {line}", file=sys.stderr)
     config = cfg.from_sources(vars(args))
+    for line in config.warnings():
+        print(f"pylb: warning: {line}", file=sys.stderr)
     mode = launch.resolve_mode(config, explicit=args.discover is not None)
     if args.workers is None and "PYLB_WORKERS" not in os.environ:
         config = config.with_changes(workers=default_workers())
+    if args.check:
+        launch.check(mode, os.environ)
+        print(f"pylb --check: ok: {_summary(config, mode)}", flush=True)
+        return 0
     if config.workers > 1:
         return run_workers(config, mode, config.workers)
     setup_logging()
@@ -89,7 +106,7 @@ def _run_balancer(argv: Sequence[str]) -> int:
             await nursery.start(until_signal, nursery, lb, config.grace)  # before anyone reads "listening"
             log.info(
                 "listening on %s; %d backends, %d routes, %s; %s",
-                ", ".join(a.url for a in addresses),
+                listening_on([Bind(a.scheme, a.host, a.port) for a in addresses]),
                 len(lb.pool.states()),
                 len(lb.pool.snapshot.routes) if lb.pool.snapshot else 0,
                 config.balance,
@@ -98,6 +115,30 @@ def _run_balancer(argv: Sequence[str]) -> int:
 
     trio.run(main)
     return 0
+
+
+_DISCOVERY = {
+    "none": "static backends",
+    "docker": "discovery: docker",
+    "links": "discovery: links",
+    "swarm": "discovery: swarm",
+    "auto": "discovery: auto (swarm on a swarm manager, docker when its socket answers, else links)",
+}
+
+
+def _summary(config: cfg.Config, mode: str) -> str:
+    """What ``pylb`` would run with ``config``, in one line (``--check``)."""
+    snapshot = config.snapshot()
+    backends = {b.key for s in snapshot.services for b in s.backends} if snapshot else set()
+    certificates = len(config.certificates)
+    parts = [
+        f"would listen on {listening_on(config.listeners)}",
+        f"{len(backends)} backends, {len(snapshot.routes) if snapshot else 0} routes, {config.balance}",
+        f"{certificates} certificate{'s' if certificates != 1 else ''}" if certificates else "",
+        f"{config.workers} worker{'s' if config.workers != 1 else ''}",
+        _DISCOVERY[mode],
+    ]
+    return "; ".join(part for part in parts if part)
 
 
 def _hello_parser() -> argparse.ArgumentParser:
@@ -160,7 +201,12 @@ def _run_demo(argv: Sequence[str]) -> int:
     )
     parser.add_argument("--bind", default="127.0.0.1:8080", metavar="ADDR:PORT", help="default 127.0.0.1:8080")
     parser.add_argument("--backends", default="3", metavar="N", help="how many hello backends (default 3)")
-    parser.add_argument("--balance", default="roundrobin", help="roundrobin or leastconn")
+    parser.add_argument(
+        "--balance",
+        default="roundrobin",
+        metavar="ALGORITHM",
+        help=f"how to choose a backend: {', '.join(BALANCE_ALGORITHMS)} (default roundrobin)",
+    )
     args = parser.parse_args(argv)
     count = cfg._parse_int(1, 64)(args.backends, "--backends")
     bind = Bind.parse(args.bind, "--bind")

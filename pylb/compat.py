@@ -1,15 +1,18 @@
-"""dockercloud-haproxy settings pylb does not take, and what to say about them.
+"""Environment variables pylb does not take, and what to say about them.
 
-Owns: the list of that image's global environment variables that have no
-pylb equivalent, each with the reason (docs/migration.md has the whole
-table). Must not know: how supported settings are parsed (``pylb.config``).
-The warnings name the variable, never its value (it may hold secrets).
+Owns: the list of dockercloud-haproxy's global environment variables that
+have no pylb equivalent, each with the reason (docs/migration.md has the
+whole table), and the spotting of near-misses of pylb's own names
+(``BALANCER``, ``PYLB_BACKEND``) and of unknown ``PYLB_`` names. Must not
+know: how supported settings are parsed (``pylb.config``; the CLI passes
+their names in). The warnings name the variable, never its value (it may
+hold secrets).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 RAW_HAPROXY = "raw HAProxy configuration has no pylb equivalent"
 UNSUPPORTED: dict[str, str] = {
@@ -59,3 +62,68 @@ def unsupported(env: Mapping[str, str]) -> list[str]:
         if reason is not None:
             lines.append(f"ignoring {name}: {reason} (see docs/migration.md)")
     return lines
+
+
+# Read by pylb besides its own settings (the Docker SDK's variables).
+ALSO_READ = frozenset({"DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"})
+# PYLB_ names of the project's own tooling, not of pylb: scripts/build-image's cache, the test suite's.
+TOOLING = frozenset({"PYLB_IMAGE_CACHE", "PYLB_FUZZ_EXAMPLES"})
+TOOLING_PREFIX = "PYLB_TEST_"
+
+
+def unknown(env: Mapping[str, str], known: Collection[str]) -> list[str]:
+    """One line for each variable set in ``env`` that looks meant for pylb
+    but is not one of its ``known`` names: a near-miss of one (a typo, a
+    plural, another case: named with the likely one) or an unknown ``PYLB_``
+    name. Never the value."""
+    names = frozenset(known) | ALSO_READ
+    lines = []
+    for name in sorted(env):
+        if not env[name].strip() or name in names or _quiet(name):
+            continue
+        guess = closest(name, names)
+        if guess is not None:
+            lines.append(f"ignoring {name}: not a pylb setting; did you mean {guess}? (see docs/configuration.md)")
+        elif name.startswith("PYLB_"):
+            lines.append(f"ignoring {name}: not a pylb setting (the PYLB_ variables: see docs/configuration.md)")
+    return lines
+
+
+def _quiet(name: str) -> bool:
+    """Names that are known without being pylb's settings."""
+    return (
+        name in UNSUPPORTED
+        or name in TOOLING
+        or name.startswith(TOOLING_PREFIX)
+        or any(re.fullmatch(pattern, name) for pattern in PATTERNS)
+    )
+
+
+def closest(name: str, known: Collection[str]) -> str | None:
+    """The known name ``name`` is most likely a misspelling of: the same in
+    another case, else one edit away (two for names of 10 letters or more;
+    none for names under 5, too many of which are one edit apart), else None."""
+    upper = name.upper()
+    best: tuple[int, str] | None = None
+    for candidate in sorted(known):
+        if upper == candidate:
+            return candidate
+        if len(name) < 5:
+            continue
+        distance = edit_distance(upper, candidate)
+        if distance <= (2 if len(candidate) >= 10 else 1) and (best is None or distance < best[0]):
+            best = (distance, candidate)
+    return best[1] if best else None
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Edits (insert, delete, replace, swap two neighbours) from ``a`` to ``b``."""
+    previous, current = None, list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        before, previous, current = previous, current, [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = a[i - 1] != b[j - 1]
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1] and before is not None:
+                current[j] = min(current[j], before[j - 2] + 1)
+    return current[len(b)]

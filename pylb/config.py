@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from pylb.coherence import REFERENCE as COHERENCE_REFERENCE
+from pylb.coherence import review
 from pylb.core.errors import ConfigError
 from pylb.core.health import HealthCheck
 from pylb.core.models import (
@@ -74,6 +76,21 @@ class Config:
     http_check: str = ""
     retries: int = 3
     lanes: bool = True
+    # How the user gave each setting: option dest -> the flag or variable (a folder's path after
+    # CERT_FOLDER's), so that messages name what was typed. Set by ``from_sources``.
+    origins: tuple[tuple[str, str], ...] = field(default=(), compare=False, repr=False)
+
+    def origin(self, dest: str) -> str | None:
+        """The flag or variable that set ``dest``, or None (the default, or code)."""
+        return next((label for name, label in self.origins if name == dest), None)
+
+    def named(self, dest: str) -> str:
+        """``dest`` as the user gave it, else its flag (else its variable)."""
+        label = self.origin(dest)
+        if label is not None:
+            return label
+        option = next(o for o in OPTIONS if o.dest == dest)
+        return option.flag or option.env or dest
 
     @property
     def health(self) -> HealthCheck:
@@ -124,10 +141,11 @@ class Config:
         return Snapshot((*default, *routed), DEFAULT_SERVICE if default else None, tuple(routes))
 
     def check(self) -> Config:
-        """Raise ConfigError for settings that contradict each other."""
-        for bind in self.listeners:
-            if bind.scheme in ("https", "tls") and not self.certificates:
-                raise ConfigError(f"--bind {bind}: no certificate for https (set SSL_CERT or pass --ssl-cert FILE)")
+        """Raise ConfigError for settings that contradict each other (the
+        first, in one line naming them and the fix; ``pylb.coherence``)."""
+        errors = review(self).errors
+        if errors:
+            raise ConfigError(errors[0])
         return self
 
     def settings(self) -> Settings:
@@ -149,6 +167,10 @@ class Config:
             tcp_ports=self.tcp_ports,
             lanes=self.lanes,
         )
+
+    def warnings(self) -> list[str]:
+        """One line for each setting that has no effect here (``pylb.coherence``)."""
+        return review(self).warnings
 
     def with_changes(self, **changes: Any) -> Config:
         return replace(self, **changes)
@@ -238,6 +260,7 @@ class Option:
     example: str
     repeat: bool = False
     env_separator: str = " "
+    separator: str = ""  # a list in one value (not repeat): what separates its items, for error messages
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -301,6 +324,7 @@ OPTIONS: tuple[Option, ...] = (
         "http-request, tunnel, handshake.",
         Timeouts.parse,
         "connect 5000, client 50000, server 50000",
+        separator="commas",
     ),
     Option(
         "ssl_cert_files",
@@ -464,6 +488,7 @@ OPTIONS: tuple[Option, ...] = (
         "the client it names is the one pylb sees.",
         _parse_networks,
         "10.0.0.0/8",
+        separator="commas",
     ),
     Option(
         "tcp_drain",
@@ -483,6 +508,7 @@ OPTIONS: tuple[Option, ...] = (
         "all, or none. Ports below 1024 only when listed.",
         PortSet.parse,
         "5432,7000-7099",
+        separator="commas",
     ),
     Option(
         "workers",
@@ -508,8 +534,9 @@ OPTIONS: tuple[Option, ...] = (
         "http_check",
         "--http-check",
         "HTTP_CHECK",
-        "METHOD PATH",
-        "Check backends with this HTTP request (a 2xx or 3xx answer is healthy) instead of a TCP connect.",
+        "'METHOD PATH'",
+        "Check backends with this HTTP request (a 2xx or 3xx answer is healthy) instead of a TCP connect; one "
+        "argument, so quote it: --http-check 'GET /health'.",
         _parse_http_check,
         "GET /health",
     ),
@@ -527,7 +554,7 @@ OPTIONS: tuple[Option, ...] = (
 
 
 def defaults() -> dict[str, Any]:
-    return {name: getattr(Config(), name) for name in Config.__dataclass_fields__}
+    return {name: getattr(Config(), name) for name in Config.__dataclass_fields__ if name != "origins"}
 
 
 def from_sources(given: Mapping[str, Sequence[str] | str | None], env: Mapping[str, str] | None = None) -> Config:
@@ -535,6 +562,7 @@ def from_sources(given: Mapping[str, Sequence[str] | str | None], env: Mapping[s
     (None when absent); ``env`` defaults to os.environ."""
     env = os.environ if env is None else env
     values = defaults()
+    origins: list[tuple[str, str]] = []
     for option in OPTIONS:
         raw = given.get(option.dest)
         if raw is not None and option.flag is not None:
@@ -546,13 +574,65 @@ def from_sources(given: Mapping[str, Sequence[str] | str | None], env: Mapping[s
                 raw = [part for part in raw if part.strip()]
         else:
             continue
-        if option.repeat:
-            assert not isinstance(raw, str)
-            values[option.dest] = tuple(option.parse(item, what) for item in raw)
-        else:
-            assert isinstance(raw, str)
-            values[option.dest] = option.parse(raw, what)
-    return Config(**values).check()
+        try:
+            if option.repeat:
+                assert not isinstance(raw, str)
+                values[option.dest] = tuple(option.parse(item, what) for item in raw)
+            else:
+                assert isinstance(raw, str)
+                values[option.dest] = option.parse(raw, what)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc}{_list_hint(option, what, raw)}") from None
+        label = f"{what} {raw.strip()}" if option.dest == "cert_folder" and isinstance(raw, str) else what
+        origins.append((option.dest, label))
+    return Config(**values, origins=tuple(origins)).check()
+
+
+def _list_hint(option: Option, what: str, raw: Sequence[str] | str) -> str:
+    """For a value that is a list: what separates its items, to add to an
+    error about it (a comma where a space belongs is the usual mistake)."""
+    text = raw if isinstance(raw, str) else " ".join(raw)
+    if option.separator:
+        return f"; {what} is a list separated by {option.separator}"
+    if not option.repeat:
+        return ""
+    commas = re.search(r",\s*[^=,\s]*:", text) is not None  # a comma before another HOST:PORT
+    if what != option.env:
+        return f"; one per {what}: repeat {what} for several" if commas or ";" in text else ""
+    if option.env_separator == " ":
+        return f"; {what} is a list separated by spaces or ;" + (", not commas" if commas else "")
+    return f"; {what} is a list separated by {option.env_separator}" + (", not spaces" if " " in text else "")
+
+
+_ENVIRONMENT = """
+## Checking a configuration: `pylb --check`
+
+`pylb --check`, with the flags and environment you would run with, reads and checks everything a
+start would (every value, the certificates, the settings together, the discovery mode), prints one
+line saying what would run and exits 0; a problem is the one line `pylb` itself would print, and exit
+code 2, as `haproxy -c` does. It opens no port, probes no Docker daemon and contacts no backend, so
+it also checks a configuration meant for another machine:
+
+```console
+$ pylb --check --workers 2 --bind 0.0.0.0:8080 --backend 10.0.0.5:80 --backend 10.0.0.6:80,weight=2
+pylb --check: ok: would listen on http://0.0.0.0:8080 (from this machine: http://127.0.0.1:8080); \
+2 backends, 0 routes, roundrobin; 2 workers; static backends
+```
+
+## Environment variables
+
+- Lists: `PYLB_BIND`, `PYLB_BACKENDS` and `PYLB_SSL_CERT_FILES` take items separated by spaces (or
+  `;`), `ROUTES` by `;`; `PYLB_ACCEPT_PROXY`, `PYLB_TCP_PORTS` and `TIMEOUT` by commas. An error in
+  one of them names its separator (`PYLB_BACKENDS=a:1,b:2` is told to use spaces).
+- An address is `HOST:PORT`; a URL given instead (`--backend http://10.0.0.5:80`) is told to drop
+  the scheme.
+- A variable that looks meant for pylb but is not one of its names gets one warning naming it, never
+  its value (it may be a secret): another case or an edit or two away from a name pylb reads (`BALANCER`,
+  `PYLB_BACKEND`, `HEALTHCHECK`: with the name it probably meant), or any other `PYLB_` name.
+  dockercloud-haproxy's variables that pylb does not take get a warning saying what to do instead
+  ([migration](migration.md)). `PYLB_TEST_*`, `PYLB_FUZZ_EXAMPLES` and `PYLB_IMAGE_CACHE` belong to
+  the project's own test suite and build script, and pass silently.
+"""
 
 
 def reference_markdown() -> str:
@@ -560,7 +640,7 @@ def reference_markdown() -> str:
     rows = [
         "# Configuration reference",
         "",
-        "Generated from `pylb/config.py` by `scripts/gen-config-reference`; a test keeps",
+        "Generated from `pylb/config.py` and `pylb/coherence.py` by `scripts/gen-config-reference`; a test keeps",
         "this file equal to the code. Precedence: a flag, then its environment variable, then the default.",
         "",
         "| flag | env | default | example | meaning |",
@@ -586,4 +666,4 @@ def reference_markdown() -> str:
             f"| {flag} | `{option.env or '-'}` | {default} | `{option.example}` "
             f"| {option.help} |"
         )
-    return "\n".join(rows) + "\n"
+    return "\n".join(rows) + "\n" + _ENVIRONMENT + COHERENCE_REFERENCE

@@ -1,7 +1,7 @@
 """Process-level glue shared by the CLI and the worker processes.
 
-Owns: logging setup, the access-log line, and what SIGTERM/SIGINT do to a
-running balancer (drain within the grace period; a second signal stops at
+Owns: logging setup, the access-log line, how the "listening on" line names
+addresses, and what SIGTERM/SIGINT do to a running balancer (drain within the grace period; a second signal stops at
 once). Must not know: argument parsing, the data plane's insides.
 """
 
@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Protocol
 
 import trio
 
+from pylb.core.models import Bind
 from pylb.core.record import RequestRecord
 
 log = logging.getLogger("pylb")
@@ -22,6 +23,19 @@ log = logging.getLogger("pylb")
 
 def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
+
+
+_LOCAL = {"0.0.0.0": "127.0.0.1", "::": "::1"}
+
+
+def listening_on(binds: Sequence[Bind]) -> str:
+    """The addresses as bound (``http://0.0.0.0:8080``: every address), each
+    wildcard one followed by how to reach it from this machine."""
+    parts = []
+    for bind in binds:
+        local = _LOCAL.get(bind.host)
+        parts.append(f"{bind} (from this machine: {Bind(bind.scheme, local, bind.port)})" if local else str(bind))
+    return ", ".join(parts)
 
 
 def access_logger(names: dict[tuple[str, int], str] | None = None) -> Callable[[RequestRecord], None]:

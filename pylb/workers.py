@@ -28,10 +28,10 @@ from typing import Any
 import trio
 
 from pylb.config import Config
-from pylb.core.models import Snapshot
+from pylb.core.models import Bind, Snapshot
 from pylb.discovery import launch
 from pylb.net.server import Balancer, bind_all
-from pylb.runtime import access_logger, setup_logging, until_signal
+from pylb.runtime import access_logger, listening_on, setup_logging, until_signal
 from pylb.tls import CertBundle
 
 log = logging.getLogger("pylb")
@@ -160,13 +160,16 @@ async def _supervise(config: Config, mode: str, workers: list[_Worker], fanout: 
             worker.start(config, fanout.updates(), fanout.cursor)
         for worker in workers:
             await _wait_ready(worker)
+        # Signals are caught before "listening on" says pylb is up: a SIGTERM right after it must
+        # drain the workers, not kill the supervisor (whose workers then stop on their own).
+        await nursery.start(_forward_signals, workers, stopping)
         ports = [s.getsockname()[1] for s in workers[0].sockets]
-        urls = [f"{b.scheme}://{b.host}:{p}" for b, p in zip(config.listeners, ports, strict=True)]
+        bound = [Bind(b.scheme, b.host, p) for b, p in zip(config.listeners, ports, strict=True)]
         snapshot = fanout.latest.get("swap") or config.snapshot()
         backends = {b.key for s in snapshot.services for b in s.backends} if snapshot else set()
         log.info(
             "listening on %s; %d backends, %d routes, %s; %d workers; %s",
-            ", ".join(urls),
+            listening_on(bound),
             len(backends),
             len(snapshot.routes) if snapshot else 0,
             config.balance,
@@ -175,7 +178,6 @@ async def _supervise(config: Config, mode: str, workers: list[_Worker], fanout: 
         )
         for worker in workers:
             nursery.start_soon(_keep_alive, worker, config, fanout, stopping)
-        nursery.start_soon(_forward_signals, workers, stopping)
         await stopping.wait()
         for sock in (s for w in workers for s in w.sockets):
             sock.close()  # the workers close theirs while draining: new connections are refused
@@ -226,10 +228,13 @@ async def _keep_alive(worker: _Worker, config: Config, fanout: Fanout, stopping:
                 worker.process.kill()
 
 
-async def _forward_signals(workers: list[_Worker], stopping: trio.Event) -> None:
+async def _forward_signals(
+    workers: list[_Worker], stopping: trio.Event, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
     """Each SIGTERM/SIGINT goes on to every worker: the first makes them
     drain, the second stop at once (the supervisor then exits 0)."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        task_status.started()
         async for signum in signals:
             log.info("received %s, stopping %d workers", signal.Signals(signum).name, len(workers))
             for worker in workers:

@@ -2,6 +2,7 @@ import subprocess
 import sys
 
 from pylb import compat
+from pylb.config import OPTIONS
 
 
 def test_unsupported_variables_are_named_without_their_values() -> None:
@@ -40,3 +41,16 @@ def test_tcp_ports_on_pylb_itself_says_where_it_belongs() -> None:
         "ignoring TCP_PORTS: it belongs on the application containers (pylb listens on the ports they list); "
         "for a TCP listener of pylb's own, use --bind tcp://0.0.0.0:PORT (see docs/migration.md)"
     ]
+
+
+def test_near_misses_are_one_edit_away_and_common_variables_are_not() -> None:
+    known = {option.env for option in OPTIONS if option.env}
+    assert compat.closest("BALANCER", known) == "BALANCE"
+    assert compat.closest("PYLB_BAKCENDS", known) == "PYLB_BACKENDS"  # two letters swapped: one edit
+    assert compat.closest("mode", known) == "MODE"  # case only
+    assert compat.closest("HEALTHCHEK", known) == "HEALTH_CHECK"  # two edits: a long name
+    common = ["HOME", "PATH", "HOSTNAME", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "SSL_CERT_FILE", "SSL_CERT_DIR",
+              "NODE", "TERM", "LANG", "SHELL", "PWD", "TZ", "DEBUG", "VIRTUAL_HOST", "DOCKER_CONFIG"]  # fmt: skip
+    assert {name: compat.closest(name, known) for name in common} == dict.fromkeys(common)
+    quiet = {"PYLB_TEST_RESTART_DOCKERD": "1", "PYLB_IMAGE_CACHE": "/x", "PYLB_BACKEND": " "}  # tooling; blank
+    assert compat.unknown(quiet, known) == []

@@ -97,6 +97,7 @@ _COUNT_FROM = 4 * MAX_HEADERS
 _REQUEST_LINE_RE = re.compile(rb"(" + _TOKEN + rb") ([\x21-\x7e]+) HTTP/1\.([01])\r\n")
 _OTHER_MAJOR_RE = re.compile(rb"[^ ]+ [^ ]+ HTTP/([02-9])\.[0-9]\r\n")
 _EMPTY_LINE_RE = re.compile(rb"\n\r?\n")  # where a response head ends, whatever its line ends
+_CONNECTION_LINE_RE = re.compile(rb"\nconnection:", re.IGNORECASE)
 _STATUS_LINE_RE = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9]{2})(?: [ \t\x21-\x7e\x80-\xff]*)?\r\n")
 
 # Headers that pylb must remove or rewrite before forwarding (hop-by-hop,
@@ -131,6 +132,7 @@ class Head:
         "connection",
         "expect_continue",
         "fold_length",
+        "forward",
         "framing",
         "host",
         "keep_alive",
@@ -162,6 +164,9 @@ class Head:
         self.upgrade: bytes | None = None  # the Upgrade header, when Connection names it
         # Content-Length came as equal values repeated (two lines, or "5, 5"): send it as one line
         self.fold_length = False
+        # A request head that needs no rewrite but for a lone "Connection: keep-alive" line: the
+        # head without that line and without its final CRLF, ready to forward (None otherwise).
+        self.forward: bytes | None = None
 
     @property
     def fields(self) -> list[tuple[bytes, bytes]]:
@@ -265,7 +270,19 @@ def _one_pass_request(raw: bytes) -> Head | None:
     elif cl is not None:
         head.framing, head.length = LENGTH, int(cl)
     _one_pass_common(head, minor, connection, rewrite)
+    if connection is not None and not head.needs_rewrite:
+        _cut_connection(head, raw.rfind(b"\n", 0, match.start(7)) + 1)
     return head
+
+
+def _cut_connection(head: Head, line: int) -> None:
+    """A request head whose only header pylb acts on is one ``Connection:
+    keep-alive`` (HTTP/1.1; most browsers send it): hop-by-hop, so it must
+    not reach the backend, but the rest of the head can go on as it is. Cut
+    that one line (starting at ``line``) out here, once per head, for
+    ``request_head_out``."""
+    raw = head.raw
+    head.forward = raw[:line] + raw[raw.index(b"\n", line) + 1 : -2]
 
 
 def _one_pass_response(raw: bytes, method: bytes) -> Head | None:
@@ -334,6 +351,8 @@ def _general_request(raw: bytes) -> Head:
         raise BadRequest(_h11_verdict(raw, h11.SERVER, "invalid header line"))
     _parse_fields(head, raw, match.end(), BadRequest)
     _request_framing(head)
+    if head.connection and not head.needs_rewrite:
+        _cut_connection(head, _CONNECTION_LINE_RE.search(raw, head.start - 1).start() + 1)  # type: ignore[union-attr]
     return head
 
 
@@ -435,10 +454,10 @@ def _parse_fields(head: Head, raw: bytes, start: int, error: type[ProxyError]) -
             head.needs_rewrite = True
         elif lname == b"connection":
             tokens = frozenset(t.strip().lower() for t in value.split(b","))
+            # "Connection: keep-alive" alone says what HTTP/1.1 means anyway: no rebuild, that
+            # line is only cut out (``_cut_connection``); a second Connection line is rebuilt.
+            head.needs_rewrite |= tokens != _KEEP_ALIVE or bool(connection)
             connection |= tokens
-            # "Connection: keep-alive" alone says what HTTP/1.1 means anyway:
-            # the head can go on unchanged.
-            head.needs_rewrite |= tokens != _KEEP_ALIVE
         else:
             head.needs_rewrite = True
     head.connection = connection

@@ -30,6 +30,12 @@ def parse_port(text: str, what: str) -> int:
 
 def split_host_port(text: str, what: str) -> tuple[str, int]:
     """Split ``HOST:PORT`` or ``[V6]:PORT``; the host may be a name or an IP."""
+    scheme, sep, rest = text.partition("://")
+    if sep and scheme.isalpha():
+        address = rest.partition("/")[0]
+        if ":" not in address.rpartition("]")[2] and scheme.lower() in ("http", "https"):
+            address += ":80" if scheme.lower() == "http" else ":443"
+        raise ConfigError(f"{what}: {text!r} is a URL where HOST:PORT is expected: drop the scheme ({address!r})")
     host, sep, port = text.rpartition(":")
     if not sep or not host:
         raise ConfigError(f"{what}: {text!r} is not HOST:PORT (example: 127.0.0.1:8080)")

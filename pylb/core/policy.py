@@ -38,10 +38,16 @@ def forwarded_suffix(client_ip: str, proto: str, port: int) -> bytes:
 def request_head_out(head: Head, suffix: bytes, client_ip: bytes, upgrade: bool = False) -> bytes:
     """The head to send to the backend: the client's head without hop-by-hop
     and spoofable headers, plus X-Forwarded-For (appended to what the client
-    sent), -Proto, -Port and -Host. Unchanged lines keep their bytes."""
+    sent), -Proto, -Port and -Host. Unchanged lines keep their bytes.
+
+    The common heads take no rebuild: one without any header pylb acts on
+    goes on as received, one whose only such header is a lone
+    ``Connection: keep-alive`` (most browsers') without that line, which the
+    parser has cut out already (``Head.forward``)."""
     host = b"X-Forwarded-Host: " + head.host + b"\r\n" if head.host is not None else b""
     if not head.needs_rewrite:
-        return head.raw[:-2] + suffix + host + b"\r\n"
+        forward = head.forward
+        return (head.raw[:-2] if forward is None else forward) + suffix + host + b"\r\n"
     drop = HOP_BY_HOP | (head.connection - END_TO_END)
     keep_upgrade = upgrade and b"upgrade" in head.connection
     lines = [head.raw[: head.raw.index(b"\r\n") + 2]]

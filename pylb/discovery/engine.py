@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from pylb.core.errors import ConfigError
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
-INSTALL_HINT = "Docker discovery needs the docker package: pip install 'pylb[docker]'"
+INSTALL_HINT = "Docker discovery needs the docker package: pip install 'docker>=7' (a dependency of pylb)"
 
 
 class EventStream(Protocol):

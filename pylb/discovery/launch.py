@@ -9,7 +9,7 @@ Must not know: the CLI's argument parsing, logging setup, the data plane.
 
 Invariants: every refusal is a ConfigError whose one line says what to pass;
 ``prepare`` does all the I/O that can refuse, before any listener opens, so
-the CLI exits 2 instead of serving nothing.
+the CLI exits 2 instead of serving nothing; ``check`` is its part without I/O.
 """
 
 from __future__ import annotations
@@ -195,6 +195,13 @@ async def prepare(mode: str, config: Wanted, environ: Mapping[str, str] | None =
         if daemon not in ("ok", "manager"):
             reason += "; using the linked containers" if mode == "links" else "; waiting for the daemon"
         log.info("--discover auto: %s (%s)", mode, reason)
+    check(mode, environ)
+    return Provider(mode, config, environ)
+
+
+def check(mode: str, environ: Mapping[str, str]) -> None:
+    """What ``prepare`` refuses without any I/O (``pylb --check``: ``auto``
+    is not probed there)."""
     if mode == "links" and not has_links(environ):
         raise ConfigError(
             "--discover links: no linked containers (no <ALIAS>_NAME and <ALIAS>_PORT_<n>_TCP_ADDR variables); "
@@ -205,4 +212,3 @@ async def prepare(mode: str, config: Wanted, environ: Mapping[str, str] | None =
             load_sdk()
         except ConfigError:
             raise ConfigError(f"--discover {mode}: {INSTALL_HINT}") from None
-    return Provider(mode, config, environ)

@@ -56,7 +56,7 @@ def unavailable() -> str | None:
     try:
         import docker as _sdk  # noqa: F401
     except ImportError:
-        return "the docker Python package is not installed (pip install -e '.[docker]')"
+        return "the docker Python package is not installed (a dependency of pylb: pip install -e .)"
     try:
         done = subprocess.run(
             ["docker", "info", "--format", "{{.ServerVersion}}"], capture_output=True, text=True, timeout=20

@@ -103,7 +103,7 @@ async def test_auto_prefers_links_when_the_daemon_is_away() -> None:
 
 
 async def test_probe_reports_a_missing_socket() -> None:
-    import docker  # noqa: F401  (the [docker] extra, installed by the README's test command and by .ci/run)
+    import docker  # noqa: F401  (a dependency of pylb)
 
     state, reason = await launch.probe_docker({"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
     assert state == "down"

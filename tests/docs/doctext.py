@@ -9,44 +9,87 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 _FENCE = re.compile(r"^(```+|~~~+)[ \t]*([\w+-]*)[^\n]*$")
+_LIST_ITEM = re.compile(r"^(\s*)(?:[-*+]|\d+[.)])\s+")
+INDENTED = "indented"  # the lang of an indented code block (no fence, no info string)
 
 
 @dataclass
 class Block:
-    """One fenced block: its info string (``python``, ``console``...), its
-    text, and the line of the page where its first line is."""
+    """One code block: its info string (``python``, ``console``...; ``indented``
+    for an indented block), its text, and the line of the page where its first
+    line is. ``page`` is relative to docs/, or to the repository for
+    ``README.md`` (``path``)."""
 
     page: str
     lang: str
     line: int
     text: str
-    folder: str = "docs/"  # where the page is, from the repository's root
+    path: str = ""
 
     @property
     def where(self) -> str:
-        return f"{self.folder}{self.page}:{self.line}"
+        return f"{self.path or 'docs/' + self.page}:{self.line}"
+
+    @property
+    def first(self) -> str:
+        """Its first non-blank line, stripped: with the page, the block's name."""
+        return next((line.strip() for line in self.text.splitlines() if line.strip()), "")
 
 
-def blocks(page: str, lang: str | None = None, folder: str = "docs/") -> list[Block]:
-    """The fenced blocks of ``FOLDER/PAGE`` (``docs/`` unless told), in order
-    (only ``lang`` ones when given)."""
+def blocks(page: str, lang: str | None = None) -> list[Block]:
+    """The fenced blocks of ``docs/PAGE``, in order (only ``lang`` ones when given)."""
+    return [b for b in code_blocks(DOCS / page) if b.lang != INDENTED and (lang is None or b.lang == lang)]
+
+
+def code_blocks(path: Path) -> list[Block]:
+    """Every code block of a Markdown file, fenced or indented, in order.
+
+    An indented block is a run of lines indented four columns past the text
+    they belong to (the page, or the list item they are in), after a blank
+    line; it ends at the first line indented less."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    rel = path.resolve().relative_to(ROOT).as_posix()
+    page = rel.removeprefix("docs/")
     found: list[Block] = []
-    lines = (ROOT / folder / page).read_text(encoding="utf-8").splitlines()
-    i = 0
+    base = 0  # where the text of the current list item starts (0: not in a list)
+    i, blank_before = 0, True
     while i < len(lines):
-        match = _FENCE.match(lines[i])
-        if match is None:
+        line = lines[i]
+        match = _FENCE.match(line.strip()) if line.strip().startswith(("```", "~~~")) else None
+        if match is not None:
+            fence, info = match.group(1), match.group(2)
+            indent = len(line) - len(line.lstrip())
+            end = i + 1
+            while end < len(lines) and not lines[end].strip().startswith(fence):
+                end += 1
+            if end == len(lines):
+                raise AssertionError(f"{rel}:{i + 1}: a fenced block that never closes")
+            body = [text[indent:] for text in lines[i + 1 : end]]
+            found.append(Block(page, info, i + 2, "\n".join(body) + "\n", path=rel if page == rel else ""))
+            i, blank_before = end + 1, False
+            continue
+        indent = len(line) - len(line.lstrip())
+        item = _LIST_ITEM.match(line)
+        if not line.strip():
+            blank_before = True
             i += 1
             continue
-        fence, info = match.group(1), match.group(2)
-        end = i + 1
-        while end < len(lines) and not lines[end].startswith(fence):
-            end += 1
-        if end == len(lines):
-            raise AssertionError(f"{folder}{page}:{i + 1}: a fenced block that never closes")
-        if lang is None or info == lang:
-            found.append(Block(page, info, i + 2, "\n".join(lines[i + 1 : end]) + "\n", folder))
-        i = end + 1
+        if blank_before and indent >= base + 4 and item is None:
+            end = i
+            while end < len(lines) and (not lines[end].strip() or len(lines[end]) - len(lines[end].lstrip()) >= indent):
+                end += 1
+            while not lines[end - 1].strip():
+                end -= 1
+            body = [text[indent:] for text in lines[i:end]]
+            found.append(Block(page, INDENTED, i + 1, "\n".join(body) + "\n", path=rel if page == rel else ""))
+            i, blank_before = end, False
+            continue
+        if item is not None:
+            base = item.end()
+        elif blank_before and indent < base:
+            base = 0
+        blank_before = False
+        i += 1
     return found
 
 
@@ -65,9 +108,9 @@ def commands(block: Block) -> list[Command]:
     found: list[Command] = []
     for offset, line in enumerate(block.text.splitlines()):
         if line.startswith("$ "):
-            found.append(Command(line[2:].strip(), f"docs/{block.page}:{block.line + offset}"))
+            found.append(Command(line[2:].strip(), f"{block.path or 'docs/' + block.page}:{block.line + offset}"))
         elif found:
             found[-1].output.append(line)
         elif line.strip():
-            raise AssertionError(f"docs/{block.page}:{block.line + offset}: output before any $ command")
+            raise AssertionError(f"{block.where}+{offset}: output before any $ command")
     return found

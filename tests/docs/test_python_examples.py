@@ -22,12 +22,12 @@ from typing import Any
 import httpcore  # noqa: F401  imported before pytester's in-process runs, which forget modules first imported inside them
 import pytest
 
-from tests.docs.doctext import DOCS, Block, blocks
+from tests.docs.doctext import DOCS, ROOT, Block, blocks, code_blocks
 
 pytest_plugins = ["pytester"]
 
 PAGES = [block for page in sorted(p.name for p in DOCS.glob("*.md")) for block in blocks(page, "python")]
-EXAMPLES = blocks("README.md", "python", folder="") + PAGES
+EXAMPLES = [b for b in code_blocks(ROOT / "README.md") if b.lang == "python"] + PAGES
 DEADLINE = 60.0
 
 # (page, a line of the block) -> why CI does not run it
@@ -46,7 +46,7 @@ def excuse(block: Block) -> str | None:
 def test_the_pages_have_examples() -> None:
     assert sum(block.page == "embedding.md" for block in EXAMPLES) >= 6
     assert sum(block.page == "testing.md" for block in EXAMPLES) >= 6
-    assert any(block.folder == "" for block in EXAMPLES)  # README.md's
+    assert any(block.path == "README.md" for block in EXAMPLES)  # README.md's
 
 
 def test_every_excuse_still_matches_a_block() -> None:

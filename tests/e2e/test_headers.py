@@ -54,6 +54,21 @@ async def test_hop_by_hop_request_headers_do_not_reach_the_backend() -> None:
     assert seen.start_line == b"GET /h HTTP/1.1"
 
 
+async def test_a_browsers_connection_keep_alive_does_not_reach_the_backend() -> None:
+    browser = [
+        ("User-Agent", "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"),
+        ("Accept", "text/html,application/xhtml+xml,*/*;q=0.8"),
+        ("Accept-Encoding", "gzip, deflate, br"),
+        ("Connection", "keep-alive"),
+        ("Upgrade-Insecure-Requests", "1"),
+    ]
+    async with open_echo() as echo, pylb.open_balancer([echo.backend]) as lb:
+        for _ in range(2):  # the second identical head may come from a cache of parsed heads
+            seen = _seen(await _echoed(port_of(lb.url), browser))
+            assert "connection" not in seen.names(), seen.raw_head
+            assert b"\r\nAccept-Encoding: gzip, deflate, br\r\nUpgrade-Insecure-Requests: 1\r\n" in seen.raw_head
+
+
 async def test_forwarding_headers_are_added() -> None:
     async with open_echo() as echo, pylb.open_balancer([echo.backend]) as lb:
         seen = _seen(await _echoed(port_of(lb.url), []))

@@ -25,9 +25,9 @@ import trio
 from tests.discovery import docker_kit
 from tests.discovery.docker_kit import docker, get_once
 
-# The image under test: "pylb" (CI builds it); PYLB_IMAGE names another tag, so that work on a
-# shared engine can build and test its own (PYLB_IMAGE=pylb-mine) without touching "pylb".
-IMAGE = os.environ.get("PYLB_IMAGE", "").strip() or "pylb"
+# The image under test: "pylb" (CI builds it); PYLB_TEST_IMAGE names another tag, so that work on a
+# shared engine can build and test its own (PYLB_TEST_IMAGE=pylb-mine) without touching "pylb".
+IMAGE = os.environ.get("PYLB_TEST_IMAGE", "").strip() or "pylb"
 ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = ROOT / "scripts" / "build-image"
 SOCKET = "/var/run/docker.sock"
