@@ -55,7 +55,7 @@ from pylb.core.errors import (
 )
 from pylb.core.framing import ChunkedScanner
 from pylb.core.health import observe
-from pylb.core.http1 import CHUNKED, LENGTH, MAX_HEAD, NO_BODY, UNTIL_CLOSE, Head, find_head_end
+from pylb.core.http1 import CHUNKED, LENGTH, MAX_HEAD, NO_BODY, UNTIL_CLOSE, Head, agents, find_head_end
 from pylb.core.http1 import parse_request as _parse_request
 from pylb.core.http1 import parse_response as _parse_response
 from pylb.core.models import Backend
@@ -401,7 +401,7 @@ class Exchange:
             return self._fail(BadRequest("no Host to redirect to https"))
         self.status = int(answer[9:12])
         self.keep = keep
-        self.termination = rec.PROXY + rec.AT_REQUEST
+        self.termination = rec.LOCAL + rec.AT_REQUEST
         self._go(ANSWER)
         self.out = answer
         self.deadline = site.clock.now + site.timeouts.client
@@ -897,35 +897,51 @@ class Exchange:
     def _record(self) -> None:
         site = self.site
         observer = site.observer
-        head = self.head
-        if observer is None or head is None:
+        if observer is None:
             return
+        head = self.head
         timing = self.timing
         now = site.clock.time()
         start = timing[0] if timing is not None else now
+        agent = referer = ""
+        if head is None:  # an answer to a head that could not be read (400, 408...): HAProxy's <BADREQ>
+            method, target, host, version = "", "<BADREQ>", "", ""
+        else:
+            method = head.method.decode("latin-1")
+            target = head.target.decode("latin-1")
+            host = head.host.decode("latin-1") if head.host is not None else ""
+            version = _VERSIONS[head.minor]
+            if site.agents:
+                agent, referer = agents(head.raw)
         observer(
             rec.RequestRecord(
-                client=self.client_ip.decode(),
-                method=head.method.decode("latin-1"),
-                target=head.target.decode("latin-1"),
-                backend=self.backend,
-                status=self.status,
-                bytes_sent=self.sent,
-                seconds=now - start,
-                client_port=self.client_port,
-                host=(head.host or b"").decode("latin-1"),
-                service=self.service,
-                version=f"HTTP/1.{head.minor}",
-                bytes_received=self.received,
-                t_request=_span(timing, 0, 1),
-                t_connect=_span(timing, 2, 3),
-                t_response=_span(timing, 4, 5),
-                retries=len(self.tried),
-                termination=self.termination,
-                request_id=site.request_id(self.rid),
-                listener=f"{site.proto}:{site.port}",
+                self.client_ip.decode(),
+                method,
+                target,
+                self.backend,
+                self.status,
+                self.sent,
+                now - start,
+                self.client_port,
+                host,
+                self.service,
+                version,
+                self.received,
+                _span(timing, 0, 1),
+                _span(timing, 2, 3),
+                _span(timing, 4, 5),
+                len(self.tried),
+                self.termination,
+                site.request_id(self.rid),
+                site.name,
+                start,
+                agent,
+                referer,
             )
         )
+
+
+_VERSIONS = ("HTTP/1.0", "HTTP/1.1")
 
 
 def _span(timing: list[float] | None, a: int, b: int) -> float:

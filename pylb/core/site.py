@@ -53,6 +53,7 @@ class Site:
     observer that gets each exchange's record."""
 
     __slots__ = (
+        "agents",
         "clock",
         "closing",
         "conns",
@@ -62,6 +63,7 @@ class Site:
         "health",
         "https_port",
         "ids",
+        "name",
         "observer",
         "pool",
         "port",
@@ -104,6 +106,8 @@ class Site:
         self.closing = False  # draining: every answer says Connection: close
         self.requests = 0
         self.errors: dict[int, int] = {}
+        self.name = f"{proto}:{port}"  # the listener, as records name it
+        self.agents = False  # records carry User-Agent and Referer (the combined and json access logs)
 
     def request_id(self, number: int) -> str:
         return self.ids.name(number)
