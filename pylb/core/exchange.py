@@ -5,8 +5,8 @@ FORCE_SSL and CONNECT refusal; choosing a backend and a connection to it;
 when a request may be replayed on another connection or backend (and when
 never); body framing both ways; 1xx, 101 and the tunnel's start; keep-alive
 toward the client and the backend; the deadline of every phase and what
-passing it means (408, 504, a reset); pylb's own answers (errors and
-redirects) and their counting; the record of each exchange. Its moves are
+passing it means (408, 504, a reset); pylb's own answers (errors, redirects
+and the monitor URI) and their counting; the record of each exchange. Its moves are
 the rows of ``pylb.core.transitions.TRANSITIONS``, and no others.
 
 Must not know: sockets, trio, TLS, threads, how a driver waits, splice. A
@@ -59,7 +59,14 @@ from pylb.core.http1 import CHUNKED, LENGTH, MAX_HEAD, NO_BODY, UNTIL_CLOSE, Hea
 from pylb.core.http1 import parse_request as _parse_request
 from pylb.core.http1 import parse_response as _parse_response
 from pylb.core.models import Backend
-from pylb.core.policy import error_response, forwarded_suffix, https_redirect, request_head_out, response_head_out
+from pylb.core.policy import (
+    error_response,
+    forwarded_suffix,
+    https_redirect,
+    monitor_response,
+    request_head_out,
+    response_head_out,
+)
 from pylb.core.site import Clock, Conn, Connections, Observer, Site
 from pylb.core.state import BackendState
 from pylb.core.transitions import (
@@ -340,6 +347,10 @@ class Exchange:
         if self.timing is not None:
             self.timing[1] = site.clock.time()
         rest = buf[end:]
+        monitor = site.monitor
+        if monitor is not None and head.target == monitor:  # MONITOR_URI: pylb answers itself
+            self.buf = rest
+            return self._monitor(head)
         pool = site.pool
         try:
             if head.method == b"CONNECT":
@@ -404,6 +415,23 @@ class Exchange:
         self.termination = rec.LOCAL + rec.AT_REQUEST
         self._go(ANSWER)
         self.out = answer
+        self.deadline = site.clock.now + site.timeouts.client
+        return SEND_CLIENT
+
+    def _monitor(self, head: Head) -> int:
+        """MONITOR_URI: 200 while pylb serves, 503 while it drains or no
+        backend of the default service is up (HAProxy's ``monitor fail if
+        nbsrv lt 1``)."""
+        site = self.site
+        ok = not site.closing and site.pool.default_up()
+        keep = head.keep_alive and head.framing == NO_BODY and not site.closing
+        site.monitored += 1
+        self.service = ""
+        self.status = 200 if ok else 503
+        self.keep = keep
+        self.termination = rec.LOCAL + rec.AT_REQUEST
+        self._go(ANSWER)
+        self.out = monitor_response(ok, keep, head.method == b"HEAD")
         self.deadline = site.clock.now + site.timeouts.client
         return SEND_CLIENT
 

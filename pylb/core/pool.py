@@ -183,6 +183,13 @@ class Pool:
         if state.draining and state.in_flight == 0:
             self._draining.pop(state.backend.key, None)
 
+    def default_up(self) -> bool:
+        """Whether the default service has a backend that takes requests now
+        (the monitor URI's question: HAProxy's ``nbsrv``)."""
+        snapshot = self._snapshot
+        service = snapshot.service(snapshot.default) if snapshot is not None and snapshot.default else None
+        return service is not None and any(self._live[b.key].up for b in service.backends)
+
     def is_live(self, backend: Backend) -> bool:
         """Whether connections to ``backend`` are worth keeping for reuse."""
         return backend.key in self._live

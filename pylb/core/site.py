@@ -63,6 +63,8 @@ class Site:
         "health",
         "https_port",
         "ids",
+        "monitor",
+        "monitored",
         "name",
         "observer",
         "pool",
@@ -108,6 +110,8 @@ class Site:
         self.errors: dict[int, int] = {}
         self.name = f"{proto}:{port}"  # the listener, as records name it
         self.agents = False  # records carry User-Agent and Referer (the combined and json access logs)
+        self.monitor: bytes | None = None  # MONITOR_URI: the target pylb answers itself (200 or 503)
+        self.monitored = 0  # requests for it
 
     def request_id(self, number: int) -> str:
         return self.ids.name(number)
