@@ -279,6 +279,7 @@ class Exchange:
                 self.timing = None  # what only the record reads: reset only when records are made
                 self.sent = self.status = 0
                 self.termination = "--"
+                self.service = ""
             if not self.keep or site.closing:
                 return self._end()
             self.state = _T[FLUSH][DONE]
@@ -492,7 +493,10 @@ class Exchange:
         assert upstate is not None
         check = site.pool.check_for(upstate, site.health)
         if check.enabled and observe(upstate, False, check):
-            log.warning("backend %s is DOWN (%s)", upstate.backend, exc.detail)
+            text = f"backend {site.pool.label(upstate.backend)} is DOWN ({exc.detail})"
+            log.warning("%s", text)
+            if site.events is not None:
+                site.events("health", text)
         self._drop_backend(failed=True)
         self.tried.append(upstate)
         self.service = self._reroute()

@@ -58,6 +58,7 @@ class Site:
         "closing",
         "conns",
         "errors",
+        "events",
         "extra_response",
         "force_ssl",
         "health",
@@ -112,6 +113,7 @@ class Site:
         self.agents = False  # records carry User-Agent and Referer (the combined and json access logs)
         self.monitor: bytes | None = None  # MONITOR_URI: the target pylb answers itself (200 or 503)
         self.monitored = 0  # requests for it
+        self.events: Callable[[str, str], None] | None = None  # told of a backend marked down (kind, text)
 
     def request_id(self, number: int) -> str:
         return self.ids.name(number)
