@@ -934,7 +934,13 @@ class Exchange:
         head = self.head
         timing = self.timing
         now = site.clock.time()
-        start = timing[0] if timing is not None else now
+        if timing is not None:
+            start, head_at, dial, dialed, sent, answered = timing
+            t_request = head_at - start if head_at >= 0 else -1.0
+            t_connect = dialed - dial if dial >= 0 and dialed >= 0 else -1.0
+            t_response = answered - sent if sent >= 0 and answered >= 0 else -1.0
+        else:
+            start, t_request, t_connect, t_response = now, -1.0, -1.0, -1.0
         agent = referer = ""
         if head is None:  # an answer to a head that could not be read (400, 408...): HAProxy's <BADREQ>
             method, target, host, version = "", "<BADREQ>", "", ""
@@ -959,9 +965,9 @@ class Exchange:
                 self.service,
                 version,
                 self.received,
-                _span(timing, 0, 1),
-                _span(timing, 2, 3),
-                _span(timing, 4, 5),
+                t_request,
+                t_connect,
+                t_response,
                 len(self.tried),
                 self.termination,
                 site.request_id(self.rid),
@@ -974,12 +980,6 @@ class Exchange:
 
 
 _VERSIONS = ("HTTP/1.0", "HTTP/1.1")
-
-
-def _span(timing: list[float] | None, a: int, b: int) -> float:
-    if timing is None or timing[a] < 0 or timing[b] < 0:
-        return -1.0
-    return timing[b] - timing[a]
 
 
 def _upgrading(head: Head) -> bool:

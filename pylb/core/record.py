@@ -6,7 +6,8 @@ connection at its end (``pylb.net.tcpproxy``), each handed to the balancer's
 observer; the termination codes they carry (HAProxy's two letters). Must not
 know: how records are printed or counted (``pylb.observe``), I/O.
 
-Times are seconds on the balancer's clock; a phase that did not happen is -1.
+Times are seconds on the balancer's clock (``time.perf_counter`` in a running
+balancer); a phase that did not happen is -1.
 Neither record holds a header value other than Host, User-Agent and Referer
 (never Authorization or Cookie). Records are read-only by convention, not
 frozen: a frozen dataclass of this size costs 2.1 us to build against 0.2 us
@@ -41,8 +42,8 @@ class RequestRecord:
     ``termination``: two letters as HAProxy logs them (``--`` when all went
     well; ``SH``: the backend failed before its answer's head...).
     ``retries``: other connections or backends tried for this request.
-    ``start``: when its first byte came, on the balancer's clock (trio's; -1
-    when unknown). ``user_agent`` and ``referer``: those headers, only when
+    ``start``: when its first byte came, on the balancer's clock (-1 when
+    unknown). ``user_agent`` and ``referer``: those headers, only when
     the observer asked for them (``Site.agents``: the combined and json
     access logs), else empty. A request whose head could not be read has
     ``method`` ``""`` and ``target`` ``"<BADREQ>"``, as HAProxy logs it.

@@ -71,7 +71,7 @@ class Observation:
         if self.tally is not None:
             self.tally.add(batch)
         if self.log is not None:
-            offset = time.time() - _clock()
+            offset = time.time() - time.perf_counter()  # records' times are perf_counter's (Watchdog.time)
             self.log.queue(self.log.lines_for(batch, self.live(), offset))
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -107,9 +107,3 @@ class Observation:
 async def _write(log: AccessLog) -> None:
     await trio.to_thread.run_sync(log.drain, abandon_on_cancel=True)
 
-
-def _clock() -> float:
-    try:
-        return trio.current_time()
-    except RuntimeError:  # outside trio (closing after the run): records' times are unknown then
-        return time.time()

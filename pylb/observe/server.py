@@ -23,12 +23,13 @@ from typing import Any
 
 import h11
 import trio
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from pylb.observe.metrics import Metrics
 from pylb.observe.page import PAGE
 
 log = logging.getLogger("pylb.stats")
+# The classic text format, which every Prometheus reads (newer clients default to 1.0.0).
+METRICS_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 IDLE_SECONDS = 30.0
 MAX_REQUESTS = 1000  # per connection
 
@@ -98,7 +99,7 @@ class StatsServer:
             await _send(stream, conn, request, 200, b"application/json", body)
         elif path == b"/metrics":
             body = self.metrics.render(await self.source())
-            await _send(stream, conn, request, 200, CONTENT_TYPE_LATEST.encode(), body)
+            await _send(stream, conn, request, 200, METRICS_TYPE, body)
         else:
             await _send(stream, conn, request, 404, b"text/plain", b"not found: try /, /stats.json or /metrics\n")
 
