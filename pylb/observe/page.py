@@ -117,7 +117,10 @@ function render(data) {
 }
 async function poll() {
   try {
-    const answer = await fetch("stats.json", {cache: "no-store", credentials: "same-origin"});
+    // From the origin (never from a URL that holds user:password@, which fetch refuses): the
+    // browser adds the Basic credentials it has for this origin.
+    const where = location.origin + location.pathname.replace(/[^/]*$/, "") + "stats.json";
+    const answer = await fetch(where, {cache: "no-store", credentials: "same-origin"});
     if (!answer.ok) throw new Error(answer.status + " " + answer.statusText);
     render(await answer.json());
     document.getElementById("summary").classList.remove("stale");
