@@ -945,10 +945,10 @@ class Exchange:
         if head is None:  # an answer to a head that could not be read (400, 408...): HAProxy's <BADREQ>
             method, target, host, version = "", "<BADREQ>", "", ""
         else:
-            method = head.method.decode("latin-1")
-            target = head.target.decode("latin-1")
-            host = head.host.decode("latin-1") if head.host is not None else ""
-            version = _VERSIONS[head.minor]
+            text = _texts.get(head)  # heads repeat (the parse cache gives the same object): decoded once
+            if text is None:
+                text = _text(head)
+            method, target, host, version = text
             if site.agents:
                 agent, referer = agents(head.raw)
         observer(
@@ -980,6 +980,20 @@ class Exchange:
 
 
 _VERSIONS = ("HTTP/1.0", "HTTP/1.1")
+_texts: dict[Head, tuple[str, str, str, str]] = {}  # a head's method, target, host and version, for records
+
+
+def _text(head: Head) -> tuple[str, str, str, str]:
+    text = (
+        head.method.decode("latin-1"),
+        head.target.decode("latin-1"),
+        head.host.decode("latin-1") if head.host is not None else "",
+        _VERSIONS[head.minor],
+    )
+    if len(_texts) >= HEAD_CACHE:
+        _texts.clear()
+    _texts[head] = text
+    return text
 
 
 def _upgrading(head: Head) -> bool:
