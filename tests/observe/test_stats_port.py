@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections import Counter
 
 import pytest
@@ -118,3 +119,25 @@ def test_a_stats_port_in_use_is_one_line_and_exit_2() -> None:
     assert done.returncode == 2
     assert done.stderr.startswith("pylb: error: the stats port http://127.0.0.1:") and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+async def test_every_metric_is_documented_and_served() -> None:
+    """docs/observability.md's table is METRICS, and a scrape serves each of them."""
+    from pathlib import Path
+
+    import httpx
+
+    import pylb
+    from pylb.observe.metrics import METRICS
+    from pylb.testing import open_hellos
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "observability.md").read_text()
+    documented = set(re.findall(r"^\| `(pylb_\w+)` \|", page, re.MULTILINE))
+    assert documented == {name for name, *_ in METRICS}
+    async with open_hellos(1) as hellos, pylb.open_balancer([hellos[0].backend], stats="127.0.0.1:0") as lb:
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(lb.url)).status_code == 200
+            text = (await client.get(f"{lb.stats_url}/metrics")).text
+    served = {family.name for family in text_string_to_metric_families(text)}
+    for name, kind, _, _ in METRICS:
+        assert (name.removesuffix("_total") if kind == "counter" else name) in served, name
