@@ -323,11 +323,13 @@ class Exchange:
                 self._go(BLANK)
                 self.deadline = site.clock.now + site.timeouts.client
             return READ_CLIENT
+        started = -1.0
         if self.state == IDLE:
             self.state = _T[IDLE][BYTES]
             self.deadline = min(self.deadline, site.clock.now + site.timeouts.request_head)
             if site.observer is not None:
-                self.timing = [site.clock.time(), -1.0, -1.0, -1.0, -1.0, -1.0]
+                started = site.clock.time()
+                self.timing = [started, -1.0, -1.0, -1.0, -1.0, -1.0]
         end = buf.find(b"\r\n\r\n") + 4  # find_head_end's common case, inline
         try:
             if end < 4 or end > MAX_HEAD:
@@ -345,8 +347,8 @@ class Exchange:
         self.rid = ids.count
         self.head = head
         self.received = end
-        if self.timing is not None:
-            self.timing[1] = site.clock.time()
+        if self.timing is not None:  # the head whole in the bytes that began it: one reading of the clock
+            self.timing[1] = started if started >= 0 else site.clock.time()
         rest = buf[end:]
         monitor = site.monitor
         if monitor is not None and head.target == monitor:  # MONITOR_URI: pylb answers itself
