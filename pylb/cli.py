@@ -113,18 +113,21 @@ def _run_balancer(argv: Sequence[str]) -> int:
                 config.balance,
                 provider.description,
             )
-            observing(config)
+            observing(config, lb.stats_server.port if lb.stats_server is not None else None)
 
     trio.run(main)
     return 0
 
 
-def observing(config: cfg.Config) -> None:
-    """One line saying where the stats are and which access log is written (when any)."""
+def observing(config: cfg.Config, stats_port: int | None = None) -> None:
+    """One line saying where the stats are (``stats_port``: as bound) and
+    which access log is written (when any)."""
     parts = []
     if config.stats_port is not None:
         auth = "Basic auth" if config.stats_auth else "no auth: set STATS_AUTH"
-        parts.append(f"stats on {listening_on([config.stats_port])} ({auth})")
+        bind = config.stats_port
+        shown = Bind(bind.scheme, bind.host, stats_port) if stats_port else bind
+        parts.append(f"stats on {listening_on([shown])} ({auth})")
     if config.access_log_format != "off":
         parts.append(f"access log: {config.access_log_format} on standard output")
     if config.monitor_uri is not None:

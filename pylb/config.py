@@ -253,9 +253,7 @@ def _parse_stats_port(text: str, what: str) -> Bind | None:
         return None
     if "://" in value:
         raise ConfigError(f"{what}: {text!r} is a URL; give a port (1936) or ADDR:PORT (127.0.0.1:1936)")
-    bind = Bind.parse(value, what)
-    if bind.port == 0 and value != "0":
-        raise ConfigError(f"{what}: {text!r} needs a port (example: 1936)")
+    bind = Bind.parse(value, what)  # ADDR:0: a free port (the log line says which)
     return Bind("http", bind.host, bind.port)
 
 

@@ -254,7 +254,7 @@ async def _supervise(
         )
         from pylb.cli import observing  # the same line as one process gives
 
-        observing(config)
+        observing(config, stats.getsockname()[1] if stats is not None else None)
         for worker in workers:
             nursery.start_soon(_keep_alive, worker, config, fanout, stopping, figures)
         await stopping.wait()
