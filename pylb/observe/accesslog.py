@@ -139,6 +139,7 @@ def haproxy_lines(
     append = lines.append
     parts: dict[tuple[str, str, int], str] = {}  # (listener, service, id(backend)) -> " frontend service/server "
     counts: dict[tuple[str, int], str] = {}  # (service, id(backend)) -> "ac/fc/bc/sc/"
+    tails: dict[tuple[str, str, str, str], tuple[str, str]] = {}  # the Host block and the request line
     conns = live.connections
     second, stamp = -1, ""
     for record in batch:
@@ -165,17 +166,11 @@ def haproxy_lines(
             continue
         if record.termination == "LR" and record.target == monitor:
             continue  # the monitor URI: never logged, as HAProxy's monitor
-        method = record.method
         target = record.target
-        if not method:
-            request = target  # <BADREQ>
-        elif _safe(target):
-            request = f"{method} {target} {record.version}"
-        else:
-            request = f"{method} {target.translate(_HAPROXY_ESCAPES)} {record.version}"
-        host = record.host
-        if not _safe(host):
-            host = host.translate(_HAPROXY_ESCAPES)
+        rkey = (record.method, target, record.version, record.host)
+        tail = tails.get(rkey)
+        if tail is None:
+            tail = tails[rkey] = _haproxy_tail(*rkey)
         t_request, t_connect, t_response = record.t_request, record.t_connect, record.t_response
         if backend is not None:
             tw = "0"
@@ -200,15 +195,26 @@ def haproxy_lines(
                 record.termination,
                 count,
                 record.retries,
-                host,
+                tail[0],
                 record.request_id,
-                request,
+                tail[1],
             )
         )
     return lines
 
 
 _HTTPLOG = '%s:%d [%s.%03d]%s%d/%s/%d/%d/%d %d %d - - %s-- %s%d 0/0 {%s} {%s} "%s"\n'
+
+
+def _haproxy_tail(method: str, target: str, version: str, host: str) -> tuple[str, str]:
+    """The Host block's text and the request line, escaped (``<BADREQ>`` without a method)."""
+    if not method:
+        request = target
+    elif _safe(target):
+        request = f"{method} {target} {version}"
+    else:
+        request = f"{method} {target.translate(_HAPROXY_ESCAPES)} {version}"
+    return (host if _safe(host) else host.translate(_HAPROXY_ESCAPES)), request
 
 
 def _haproxy_part(listener: str, service: str, backend: object, live: Live) -> str:
