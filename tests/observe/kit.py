@@ -30,6 +30,7 @@ class Proc:
     proc: subprocess.Popen[str]
     port: int
     stdout: list[str] = field(default_factory=list)
+    stderr: list[str] = field(default_factory=list)  # the lines read until it was ready
     _pending: bytes = b""
 
     def lines(self, count: int, timeout: float = DEADLINE) -> list[str]:
@@ -103,8 +104,8 @@ def pylb(*args: str, ready: str = r"listening on http://127\.0\.0\.1:(\d+)", **e
         text=True,
     )
     try:
-        match, _ = read_until(proc, ready)
-        yield Proc(proc, int(match.group(1)))
+        match, lines = read_until(proc, ready)
+        yield Proc(proc, int(match.group(1)), stderr=lines)
     finally:
         _stop(proc)
 
