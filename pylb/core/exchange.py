@@ -674,6 +674,10 @@ class Exchange:
                 used = scanner.feed(buf, payload)
             except ProxyError as exc:
                 self.termination = rec.SERVER_ABORT + rec.AT_DATA
+                if out is self.out and out:  # its head is not written yet: pylb can still answer
+                    self.started = False
+                    self.out = b""
+                    return self._fail(exc)
                 log.info("backend %s: %s (%s)", self.backend, exc.detail, self.site.request_id(self.rid))
                 return self._abort()
             piece = b"".join(payload) if payload is not None else buf[:used]
