@@ -308,7 +308,12 @@ class FastLane:
         tls = c.tls
         if tls is not None:
             try:
-                data = self._decrypt(c, tls, data)
+                if tls.handshaken and not tls.outgoing.pending:  # the common case, in short
+                    data = tls.decrypt(data) if data else b""
+                    if tls.outgoing.pending:  # the session answered something itself (a key update)
+                        self._write_client(c, tls.pending())
+                else:
+                    data = self._decrypt(c, tls, data)
             except TlsError as exc:
                 log.debug("connection from %s: %s", x.client_ip.decode(), exc)
                 x.client_lost()
@@ -438,10 +443,18 @@ class FastLane:
                     return
                 action = x.backend_sent()
             elif action == _SEND_CLIENT:
-                if c.tls is not None or c.cout:
+                if c.cout:
                     action = self._send_client(c)
                     continue
                 out = x.out
+                tls = c.tls
+                if tls is not None:
+                    try:
+                        tls.obj.write(out)  # TlsSession.encrypt, in short
+                    except (ssl.SSLError, OSError):
+                        action = x.client_lost()
+                        continue
+                    out = tls.outgoing.read()
                 try:
                     sent = os.write(c.sock.fileno(), out)
                 except BlockingIOError:
