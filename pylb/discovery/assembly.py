@@ -28,7 +28,7 @@ equal snapshot); never raises for members that came out of the parsers here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -110,6 +110,26 @@ class Discovered:
 
     def name_of(self, backend: Backend) -> str | None:
         return dict(self.names).get(str(backend))
+
+
+def discovered(
+    members: Sequence[Member],
+    certificates: Mapping[str, CertBundle],
+    warnings: Sequence[str],
+    pending: Sequence[Pending],
+    balance: str,
+) -> Discovered:
+    """What a builder found, from its members (assembled into services), the
+    certificates they bring (by fingerprint), its warnings and what waits for
+    a probe: the one way both engines' builders end."""
+    snapshot, more = assemble(members, balance)
+    return Discovered(
+        snapshot,
+        tuple(certificates[fp] for fp in sorted(certificates)),
+        tuple(warnings) + more,
+        tuple(sorted({(str(m.backend), m.name) for m in members})),
+        tuple(pending),
+    )
 
 
 def assemble(members: Iterable[Member], balance: str = "roundrobin") -> tuple[Snapshot, tuple[str, ...]]:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pylb.discovery.assembly import Discovered, Member, Pending, assemble
+from pylb.discovery.assembly import Discovered, Member, Pending, discovered
 from pylb.discovery.declared import ENV_SETTINGS, LABELS, Skip, Source, declare, is_candidate
 from pylb.tls import CertBundle
 
@@ -100,14 +100,7 @@ def build_snapshot(
         members += found.members
         if found.certificate is not None:
             certificates.setdefault(found.certificate.fingerprint, found.certificate)
-    snapshot, more = assemble(members, options.balance)
-    return Discovered(
-        snapshot,
-        tuple(certificates[fp] for fp in sorted(certificates)),
-        tuple(warnings) + more,
-        tuple(sorted({(str(m.backend), m.name) for m in members})),
-        tuple(pending),
-    )
+    return discovered(members, certificates, warnings, pending, options.balance)
 
 
 def run_key(attrs: Attrs) -> str:

@@ -26,7 +26,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pylb.discovery.assembly import Discovered, Member, Pending, assemble
+from pylb.discovery.assembly import Discovered, Member, Pending, discovered
 from pylb.discovery.declared import Skip, Source, declare, is_candidate
 from pylb.discovery.docker_build import DockerOptions
 from pylb.tls import CertBundle
@@ -123,14 +123,7 @@ def build_swarm_snapshot(
         pending += found.pending
         if found.certificate is not None and found.members:
             certificates.setdefault(found.certificate.fingerprint, found.certificate)
-    snapshot, more = assemble(members, options.balance)
-    return Discovered(
-        snapshot,
-        tuple(certificates[fp] for fp in sorted(certificates)),
-        tuple(warnings) + more,
-        tuple(sorted({(str(m.backend), m.name) for m in members})),
-        tuple(pending),
-    )
+    return discovered(members, certificates, warnings, pending, options.balance)
 
 
 def _service(

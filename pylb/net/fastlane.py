@@ -42,7 +42,7 @@ from trio.lowlevel import notify_closing, wait_readable
 
 from pylb.core import exchange as ex
 from pylb.core.errors import ConnectFailed
-from pylb.net.httptask import ClientConnection
+from pylb.net.httptask import ClientConnection, Driven
 from pylb.net.stream import _LINGER_RESET, RECEIVE_SIZE, FastStream
 from pylb.net.timers import Watchdog
 from pylb.net.tlsconn import TlsError, TlsSession, TlsStream
@@ -53,6 +53,7 @@ log = logging.getLogger("pylb")
 MAX_PIPELINED = 64 * 1024  # client bytes buffered while a request is in flight; then reading pauses
 READ_AHEAD = 64 * 1024  # backend bytes read per round; then the client's write comes first
 BATCH = 256  # events taken per epoll call
+REPOLL = 4  # batches handled per trio wake-up, at most (other tasks run between)
 
 _IN = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET
 _OUT = _IN | select.EPOLLOUT
@@ -67,7 +68,7 @@ _HEAD, _FLUSH = ex.HEAD, ex.FLUSH
 _EPOLLOUT = select.EPOLLOUT
 
 
-class _Client:
+class _Client(Driven):
     """One client connection served by the loop, with its exchange machine."""
 
     __slots__ = (
@@ -81,7 +82,6 @@ class _Client:
         "lane",
         "sock",
         "tls",
-        "x",
     )
 
     def __init__(self, lane: FastLane, sock: stdsocket.socket, x: ex.Exchange, tls: TlsSession | None) -> None:
@@ -96,15 +96,6 @@ class _Client:
         self.backend_ready = False  # the backend may have sent more than was read
         self.dialing: stdsocket.socket | None = None
         self.gone = False
-
-    @property
-    def deadline(self) -> float:
-        """Read by the watchdog (the machine's)."""
-        return self.x.deadline
-
-    @deadline.setter
-    def deadline(self, value: float) -> None:
-        self.x.deadline = value
 
     @property
     def scope(self) -> _Client:
@@ -169,13 +160,15 @@ class FastLane:
             while True:
                 await wait_readable(ep.fileno())
                 self.wakeups += 1
-                while True:
+                # Poll again before waiting through trio: under load, answers to what a batch sent
+                # are ready by the time it is done, and a trio wake-up costs more than an empty poll
+                # (the relay lane does the same). A flood still yields: at most REPOLL batches.
+                for _ in range(REPOLL):
                     events = ep.poll(0, BATCH)
+                    if not events:
+                        break
                     for fd, ev in events:
                         self._dispatch(fd, ev)
-                    if len(events) < BATCH:
-                        break
-                    await trio.lowlevel.checkpoint()  # a flood must not starve other tasks
         finally:
             self._ep = None
             for client in list(self._clients.values()):
@@ -221,12 +214,12 @@ class FastLane:
                             except BlockingIOError:
                                 return
                             except OSError:
-                                self._run(c, self._read_backend(c, True, b"", 2))
+                                self._run(c, self._read_backend(c, True, b"", _RESET))
                                 return
                             if data and len(data) < RECEIVE_SIZE:
                                 self._run(c, c.x.backend_data(data))
                             else:
-                                self._run(c, self._read_backend(c, False, data, 0 if data else 1))
+                                self._run(c, self._read_backend(c, False, data, 0 if data else _EOF))
                         else:
                             self._run(c, self._read_backend(c, True))
                     return
@@ -284,28 +277,21 @@ class FastLane:
         already, ``eof``: the end, read already), feed it to the machine; its
         action."""
         c.client_ready = False
-        fd = c.sock.fileno()  # -1 once closed: EBADF, never another connection's socket
-        while not eof:
-            try:
-                chunk = os.read(fd, RECEIVE_SIZE)
-            except BlockingIOError:
-                break
-            except OSError:
-                chunk = b""
-            if not chunk:
-                eof = True
-                break
-            data = data + chunk if data else chunk
-            if len(chunk) < RECEIVE_SIZE and not hangup:
-                break
-            if len(data) >= MAX_PIPELINED:
-                c.client_ready = True  # more may be waiting: no new event will say so
-                break
+        if not eof:
+            # c.sock.fileno(): -1 once closed: EBADF, never another connection's socket
+            data, end = _read_all(c.sock.fileno(), data, hangup, MAX_PIPELINED)
+            eof = end in (_EOF, _RESET)
+            c.client_ready = end == _MORE  # more may be waiting: no new event will say so
         x = c.x
         tls = c.tls
         if tls is not None:
             try:
-                data = self._decrypt(c, tls, data)
+                if tls.handshaken and not tls.outgoing.pending:  # the common case, in short
+                    data = tls.decrypt(data) if data else b""
+                    if tls.outgoing.pending:  # the session answered something itself (a key update)
+                        self._write_client(c, tls.pending())
+                else:
+                    data = self._decrypt(c, tls, data)
             except TlsError as exc:
                 log.debug("connection from %s: %s", x.client_ip.decode(), exc)
                 x.client_lost()
@@ -435,10 +421,18 @@ class FastLane:
                     return
                 action = x.backend_sent()
             elif action == _SEND_CLIENT:
-                if c.tls is not None or c.cout:
+                if c.cout:
                     action = self._send_client(c)
                     continue
                 out = x.out
+                tls = c.tls
+                if tls is not None:
+                    try:
+                        tls.obj.write(out)  # TlsSession.encrypt, in short
+                    except (ssl.SSLError, OSError):
+                        action = x.client_lost()
+                        continue
+                    out = tls.outgoing.read()
                 try:
                     sent = os.write(c.sock.fileno(), out)
                 except BlockingIOError:
@@ -494,29 +488,16 @@ class FastLane:
 
     def _read_backend(self, c: _Client, hangup: bool = False, data: bytes = b"", end: int = 0) -> int:
         """Read what the backend sent (up to READ_AHEAD; ``data``: read already,
-        ``end``: its EOF (1) or reset (2), read already), feed it to the
-        machine; its action."""
+        ``end``: its EOF (_EOF) or reset (_RESET), read already), feed it to
+        the machine; its action."""
         x = c.x
         conn = x.conn
         c.backend_ready = False
         fd = conn.stream.sock.fileno()  # type: ignore[union-attr]
-        eof, reset = end > 0, end == 2
-        while not eof:
-            try:
-                chunk = os.read(fd, RECEIVE_SIZE)
-            except BlockingIOError:
-                break
-            except OSError:
-                chunk, reset = b"", True
-            if not chunk:
-                eof = True
-                break
-            data = data + chunk if data else chunk
-            if len(chunk) < RECEIVE_SIZE and not hangup:
-                break
-            if len(data) >= READ_AHEAD:
-                c.backend_ready = True
-                break
+        if not end:
+            data, end = _read_all(fd, data, hangup, READ_AHEAD)
+            c.backend_ready = end == _MORE
+        eof, reset = end in (_EOF, _RESET), end == _RESET
         action = x.backend_data(data) if data else _NOTHING
         if eof:
             if x.conn is conn:
@@ -697,6 +678,31 @@ class FastLane:
         except Exception:
             log.exception("internal error in the fast lane; connection closed")
             self._lost(c)
+
+
+# How a read ended (``_read_all``): drained (EAGAIN or a short read), the peer's EOF, its reset,
+# or the limit reached with more perhaps waiting (edge-triggered: no new event will say so).
+_DRAINED, _EOF, _RESET, _MORE = 0, 1, 2, 3
+
+
+def _read_all(fd: int, data: bytes, hangup: bool, limit: int) -> tuple[bytes, int]:
+    """Read ``fd`` after ``data`` until EAGAIN, a short read (unless the peer
+    hung up: then until its EOF, which came with the last data), an EOF, a
+    reset or ``limit`` bytes; what was read, and how it ended."""
+    while True:
+        try:
+            chunk = os.read(fd, RECEIVE_SIZE)
+        except BlockingIOError:
+            return data, _DRAINED
+        except OSError:
+            return data, _RESET
+        if not chunk:
+            return data, _EOF
+        data = data + chunk if data else chunk
+        if len(chunk) < RECEIVE_SIZE and not hangup:
+            return data, _DRAINED
+        if len(data) >= limit:
+            return data, _MORE
 
 
 def _connect_failed(backend: object, code: int) -> ConnectFailed:

@@ -41,7 +41,23 @@ class Lane(Protocol):
     def take_back(self, client: ClientConnection) -> bool: ...
 
 
-class ClientConnection:
+class Driven:
+    """A driver's hold on one exchange (``x``): the deadline the watchdog reads
+    (and clears once it fired) is the machine's."""
+
+    __slots__ = ("x",)
+    x: ex.Exchange
+
+    @property
+    def deadline(self) -> float:
+        return self.x.deadline
+
+    @deadline.setter
+    def deadline(self, value: float) -> None:
+        self.x.deadline = value
+
+
+class ClientConnection(Driven):
     """Drives one client connection's ``Exchange`` in this task."""
 
     __slots__ = (
@@ -54,7 +70,6 @@ class ClientConnection:
         "stream",
         "upstream",
         "watchdog",
-        "x",
     )
 
     def __init__(
@@ -76,15 +91,6 @@ class ClientConnection:
         self.scope = trio.CancelScope()
         self.pump_scope: trio.CancelScope | None = None
         self.pump_action = ex.NOTHING
-
-    @property
-    def deadline(self) -> float:
-        """Read by the watchdog (the machine's)."""
-        return self.x.deadline
-
-    @deadline.setter
-    def deadline(self, value: float) -> None:
-        self.x.deadline = value
 
     @property
     def idle(self) -> bool:
@@ -362,4 +368,4 @@ async def serve(
     await ClientConnection(stream, x, upstream, watchdog).run(action)
 
 
-__all__ = ["ClientConnection", "Lane", "serve"]
+__all__ = ["ClientConnection", "Driven", "Lane", "serve"]

@@ -66,8 +66,9 @@ class TlsSession:
     def decrypt(self, data: bytes) -> bytes:
         """Feed ``data`` (records); return the plaintext they complete.
         ``eof`` turns True at the client's close_notify."""
+        incoming = self.incoming
         if data:
-            self.incoming.write(data)
+            incoming.write(data)
         obj = self.obj
         pieces: list[bytes] = []
         try:
@@ -77,6 +78,8 @@ class TlsSession:
                     self.eof = True
                     break
                 pieces.append(piece)
+                if not incoming.pending and not obj.pending():
+                    break  # all read: no need to hear SSLWantReadError say so (an exception costs)
         except ssl.SSLWantReadError:
             pass
         except ssl.SSLZeroReturnError:

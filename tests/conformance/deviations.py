@@ -225,9 +225,9 @@ DEVIATIONS = [
     Deviation(
         "response-chunk-lf", "strict chunk lines (responses)", "9112 7.1",
         "pylb relays a chunked body as it comes (it does not re-chunk), so a chunk line ending in a bare LF "
-        "would reach the client, which may read it differently: pylb ends the connection instead. "
-        "(HAProxy and nginx re-chunk what they read.)",
-        {"rb-chunked-bare-lf": "fwd; closed"},
+        "would reach the client, which may read it differently: pylb answers 502 when nothing of the answer "
+        "went out yet, and resets the connection otherwise. (HAProxy and nginx re-chunk what they read.)",
+        {"rb-chunked-bare-lf": "fwd; own 502"},
     ),
     Deviation(
         "response-cl-te", "CL with TE: 502", "9112 6.3",

@@ -96,7 +96,8 @@ def test_check_names_certificates_routes_and_discovery() -> None:
     )
     auto = pylb_cli("--check", "--workers", "1", "--discover", "auto")
     assert auto.stdout.endswith(
-        "; 0 backends, 0 routes, roundrobin; 1 worker; discovery: auto (docker when its socket answers, else links)\n"
+        "; 0 backends, 0 routes, roundrobin; 1 worker; "
+        "discovery: auto (swarm on a swarm manager, docker when its socket answers, else links)\n"
     ), auto
 
 

@@ -151,3 +151,4 @@ async def test_hop_by_hop_response_headers_do_not_reach_the_client() -> None:
         assert resp.header("x-public") == "yes" and resp.header("set-cookie") == "s=1"
         assert resp.body == b"body"
         assert (await peer.request()).status == 200  # still keep-alive
+
