@@ -36,7 +36,11 @@ COPY --from=build /opt/pylb /opt/pylb
 # environment default rather than a CMD, so that `-e PYLB_BACKENDS=...` or `--backend` turn it off
 # instead of contradicting it; `docker run pylb hello` and `docker run pylb --bind ...` work as well.
 ENV PATH=/opt/pylb/bin:$PATH PYTHONUNBUFFERED=1 PYLB_DISCOVER=auto
-EXPOSE 80 443
+# What dockercloud-haproxy users had: an httplog line per request on standard output, the stats
+# page on 1936 (set STATS_AUTH=user:password to protect it; STATS_PORT=off to close it), and
+# Prometheus metrics at :1936/metrics. LOG_FORMAT=off turns the access log off.
+ENV LOG_FORMAT=haproxy STATS_PORT=1936
+EXPOSE 80 443 1936
 # pylb is PID 1: on SIGTERM it stops accepting, lets requests in flight finish (PYLB_GRACE,
 # 10 s; keep `docker stop -t` above it) and exits 0.
 STOPSIGNAL SIGTERM

@@ -46,6 +46,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--keep-tmp", action="store_true", help="keep the temp dir (configs, logs) instead of removing it"
     )
+    parser.add_argument(
+        "--pylb-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="run pylb with this environment variable (repeatable): LOG_FORMAT=haproxy measures pylb with its "
+        "access log on (the lines go to pylb's log file in the temp dir)",
+    )
     return parser.parse_args(argv)
 
 
@@ -103,6 +111,11 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 
 def run_all(args: argparse.Namespace, cases: list[Case], proxies: list[str]) -> int:
+    for spec in args.pylb_env:  # pylb_env() passes os.environ on; HAProxy and nginx read none of these
+        name, sep, value = spec.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--pylb-env {spec!r}: expected NAME=VALUE (example: LOG_FORMAT=haproxy)")
+        os.environ[name] = value
     pylb = probe_pylb() if "pylb" in proxies else PylbInfo(False, "not selected")
     if "pylb" in proxies and not pylb.available:
         print(f"pylb: not available ({pylb.reason}); measuring HAProxy only")
@@ -119,6 +132,7 @@ def run_all(args: argparse.Namespace, cases: list[Case], proxies: list[str]) -> 
         "environment": environment(),
         "proxies": proxies,
         "pylb": asdict(pylb),
+        "pylb_env": list(args.pylb_env),
         "load_average_at_start": load,
     }
     tmp = Path(tempfile.mkdtemp(prefix="pylb-bench-"))

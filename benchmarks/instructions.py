@@ -2,7 +2,7 @@
 two versions of the hot path that does not move with the host's speed.
 
     python benchmarks/instructions.py [--cases small_varied,tcp_small] [--duration 8]
-                                      [--tree LABEL=DIR ...]
+                                      [--tree LABEL=DIR ...] [--access-log haproxy]
 
 Owns: running pylb (one worker, the benchmark's command: `servers.pylb_argv`, with the run's
 certificate for the HTTPS case) under `valgrind --tool=callgrind` with wrk's load of a case (from
@@ -66,6 +66,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--tree", action="append", default=[], metavar="LABEL=DIR", help="a checkout to measure (repeatable)"
     )
+    parser.add_argument(
+        "--access-log",
+        default="",
+        metavar="FORMAT",
+        help="measure each tree twice: as it runs by default, and with LOG_FORMAT=FORMAT (haproxy, combined, "
+        "json: the access log's lines go to a file, as a container's standard output does to its log)",
+    )
     return parser.parse_args(argv)
 
 
@@ -82,7 +89,14 @@ def trees(specs: list[str]) -> list[tuple[str, Path]]:
 
 
 def measure(
-    procs: Procs, tmp: Path, case: Case, tree: Path, backends: list[Backend], duration_s: int, warmup_s: int
+    procs: Procs,
+    tmp: Path,
+    case: Case,
+    tree: Path,
+    backends: list[Backend],
+    duration_s: int,
+    warmup_s: int,
+    extra_env: dict[str, str] | None = None,
 ) -> tuple[int, int]:
     """Run the case's load against pylb from `tree` under callgrind: (requests, instructions)."""
     port = free_port()
@@ -90,7 +104,7 @@ def measure(
     cert = write_certificate(tmp) if case.tls else tmp / "no-certificate"
     command = pylb_argv(PylbInfo(True, "", workers_flag=True, maxconn_flag=True), case.frontend(cert), port, backends)
     argv = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={dump}", *command]
-    env = dict(os.environ, PYTHONPATH=str(tree))
+    env = dict(os.environ, PYTHONPATH=str(tree), **(extra_env or {}))
     proc = procs.start("pylb-callgrind", argv, PROXY_CPU, env=env, cwd=tree)
     load = None
     try:
@@ -154,13 +168,21 @@ def main(argv: list[str] | None = None) -> int:
     procs = Procs(tmp)
     try:
         backends = start_backends(procs, tmp)
+        variants: list[tuple[str, dict[str, str]]] = [("", {})]
+        if args.access_log:
+            variants.append((f"+log:{args.access_log}", {"LOG_FORMAT": args.access_log}))
         for name in args.cases.split(","):
             for label, tree in checkouts:
-                case = CASES_BY_NAME[name]
-                warmup = args.warmup or (WARMUP_TLS_S if case.tls else WARMUP_PLAIN_S)
-                requests, instructions = measure(procs, tmp, case, tree, backends, args.duration, warmup)
-                per = instructions / max(requests, 1)
-                print(f"{name:<16} {label:<12} {requests:>8} requests  {per:>10,.0f} instructions/request", flush=True)
+                for suffix, extra in variants:
+                    case = CASES_BY_NAME[name]
+                    warmup = args.warmup or (WARMUP_TLS_S if case.tls else WARMUP_PLAIN_S)
+                    requests, instructions = measure(procs, tmp, case, tree, backends, args.duration, warmup, extra)
+                    per = instructions / max(requests, 1)
+                    shown = label + suffix
+                    print(
+                        f"{name:<16} {shown:<12} {requests:>8} requests  {per:>10,.0f} instructions/request",
+                        flush=True,
+                    )
     finally:
         procs.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 import sniffio
 import trio
 
-from pylb.config import Config, _parse_networks
+from pylb.config import Config, _choice, _parse_monitor_uri, _parse_networks
 from pylb.core.errors import ConfigError
 from pylb.core.exchange import Observer
 from pylb.core.health import HealthCheck
@@ -83,6 +83,10 @@ async def open_balancer(
     send_proxy: str | None = None,
     accept_proxy: Sequence[str] = (),
     tcp_drain: float = 30.0,
+    stats: str | None = None,
+    stats_auth: tuple[str, str] | None = None,
+    monitor_uri: str | None = None,
+    access_log: str = "off",
 ) -> AsyncIterator[Balancer]:
     """Run a balancer for the duration of the ``async with`` block.
 
@@ -99,6 +103,12 @@ async def open_balancer(
     TCP listeners (``tcp://`` and ``tls://`` binds) take ``send_proxy``
     (``"v1"``/``"v2"``) and ``tcp_drain``; ``accept_proxy`` lists the CIDR
     ranges whose PROXY headers are believed, on every listener.
+    Observability, all off by default (docs/observability.md): ``stats``
+    (``"127.0.0.1:0"``: the stats page, ``/stats.json`` and ``/metrics``
+    there, ``lb.stats_url``; per-class figures and latency in
+    ``statistics()``), ``stats_auth`` (user, password), ``monitor_uri``
+    (``"/ping"``: answered by pylb, 200 or 503), ``access_log`` (haproxy,
+    combined or json lines on standard output).
     The yielded Balancer has ``url``, ``urls``, ``set_backends()`` and
     ``statistics()``. Leaving the block closes listeners and connections.
     Raises ConfigError (or its subclass BindError) for bad input, and
@@ -121,6 +131,10 @@ async def open_balancer(
         balance=parse_balance(balance, "balance"),
         timeouts=timeouts or Timeouts(),
         maxconn=maxconn,
+        stats_port=Bind.parse(stats, "stats") if stats is not None else None,
+        stats_auth=stats_auth,
+        monitor_uri=_parse_monitor_uri(monitor_uri, "monitor_uri") if monitor_uri is not None else None,
+        log_format=_choice(access_log, "access_log", ("haproxy", "combined", "json", "off")),
     )
     lb = Balancer(config, observer=observer, tls=context, health=health)
     lb.bind()  # a BindError surfaces here, not wrapped in an ExceptionGroup

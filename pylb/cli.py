@@ -12,6 +12,7 @@ and signals: ``pylb.runtime``. Must not know: how the data plane works inside.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import re
@@ -28,11 +29,11 @@ import trio
 from pylb import __version__, compat
 from pylb import config as cfg
 from pylb.core.errors import ConfigError
-from pylb.core.models import BALANCE_ALGORITHMS, SCHEMES, Backend, Bind, parse_balance
+from pylb.core.models import BALANCE_ALGORITHMS, SCHEMES, Backend, Bind, Snapshot, parse_balance
 from pylb.discovery import launch
 from pylb.net.hello import HelloServer
 from pylb.net.server import Balancer
-from pylb.runtime import access_logger, listening_on, setup_logging, until_signal
+from pylb.runtime import listening_on, setup_logging, until_signal
 from pylb.workers import default_workers, run_workers
 
 log = logging.getLogger("pylb")
@@ -94,8 +95,8 @@ def _run_balancer(argv: Sequence[str]) -> int:
         return 0
     if config.workers > 1:
         return run_workers(config, mode, config.workers)
-    setup_logging()
-    lb = Balancer(config, observer=access_logger() if config.access_log else None)
+    setup_logging(config.log_level)
+    lb = Balancer(config)
     lb.bind()
 
     async def main() -> None:
@@ -112,9 +113,27 @@ def _run_balancer(argv: Sequence[str]) -> int:
                 config.balance,
                 provider.description,
             )
+            observing(config, lb.stats_server.port if lb.stats_server is not None else None)
 
     trio.run(main)
     return 0
+
+
+def observing(config: cfg.Config, stats_port: int | None = None) -> None:
+    """One line saying where the stats are (``stats_port``: as bound) and
+    which access log is written (when any)."""
+    parts = []
+    if config.stats_port is not None:
+        auth = "Basic auth" if config.stats_auth else "no auth: set STATS_AUTH"
+        bind = config.stats_port
+        shown = Bind(bind.scheme, bind.host, stats_port) if stats_port else bind
+        parts.append(f"stats on {listening_on([shown])} ({auth})")
+    if config.access_log_format != "off":
+        parts.append(f"access log: {config.access_log_format} on standard output")
+    if config.monitor_uri is not None:
+        parts.append(f"monitor URI {config.monitor_uri}")
+    if parts:
+        log.info("%s", "; ".join(parts))
 
 
 _DISCOVERY = {
@@ -211,8 +230,7 @@ def _run_demo(argv: Sequence[str]) -> int:
     count = cfg._parse_int(1, 64)(args.backends, "--backends")
     bind = Bind.parse(args.bind, "--bind")
     balance = parse_balance(args.balance, "--balance")
-    names: dict[tuple[str, int], str] = {}
-    lb = Balancer(cfg.Config(binds=(bind,), balance=balance), observer=access_logger(names))
+    lb = Balancer(cfg.Config(binds=(bind,), balance=balance, log_format="haproxy"))
     lb.bind()
     setup_logging()
 
@@ -222,8 +240,8 @@ def _run_demo(argv: Sequence[str]) -> int:
             for server in servers:
                 await nursery.start(server.run, "127.0.0.1", 0)
             backends = [Backend("127.0.0.1", s.port) for s in servers]
-            names.update({b.key: str(s.name) for b, s in zip(backends, servers, strict=True)})
-            lb.set_backends(backends)
+            names = tuple((str(b), str(s.name)) for b, s in zip(backends, servers, strict=True))
+            lb.swap(dataclasses.replace(Snapshot.of_backends(backends, balance), names=names))
             await nursery.start(lb.run)
             await nursery.start(until_signal, nursery, lb, 1.0)
             print(
@@ -245,7 +263,9 @@ def _healthcheck_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="pylb healthcheck",
         description="Exit 0 when the local pylb answers on its first listener, 1 when not, with one line "
-        "on stderr saying why. HTTP(S): any HTTP answer to GET / (even a 503: no backends) means alive; "
+        "on stderr saying why. With MONITOR_URI (or PID 1's --monitor-uri): GET it, on MONITOR_PORT when set, "
+        "and only a 200 is healthy (503: draining or no backend up). Else HTTP(S): any HTTP answer to GET / "
+        "(even a 503: no backends) means alive; "
         "TCP: the connect (and TLS handshake) succeeds. Timeout 2 s. The image's HEALTHCHECK.",
     )
     parser.add_argument(
@@ -259,10 +279,8 @@ def _healthcheck_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _own_listener(environ: Mapping[str, str], pid1: Sequence[str] | None = None) -> Bind:
-    """The first listener of the pylb in this container: PID 1's own flags
-    when PID 1 is pylb (``pylb hello --bind ...`` too), else the environment
-    (PYLB_BIND's first address, MODE), else port 80."""
+def _pid1_args(pid1: Sequence[str] | None = None) -> list[str]:
+    """PID 1's arguments after ``pylb`` when PID 1 is pylb, else none."""
     if pid1 is None:
         try:
             with open("/proc/1/cmdline", "rb") as file:
@@ -273,15 +291,26 @@ def _own_listener(environ: Mapping[str, str], pid1: Sequence[str] | None = None)
     if args and os.path.basename(args[0]).startswith("python"):  # the script's shebang, or python -m pylb
         args = args[2:] if args[1:2] == ["-m"] and args[2:3] == ["pylb"] else args[1:]
     # PID 1 not pylb: the environment says it all
-    args = args[1:] if args and os.path.basename(args[0]) == "pylb" else []
+    return args[1:] if args and os.path.basename(args[0]) == "pylb" else []
+
+
+def _flag(args: Sequence[str], name: str) -> str | None:
+    for i, arg in enumerate(args):
+        if arg == name and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(name + "="):
+            return arg.partition("=")[2]
+    return None
+
+
+def _own_listener(environ: Mapping[str, str], pid1: Sequence[str] | None = None) -> Bind:
+    """The first listener of the pylb in this container: PID 1's own flags
+    when PID 1 is pylb (``pylb hello --bind ...`` too), else the environment
+    (PYLB_BIND's first address, MODE), else port 80."""
+    args = _pid1_args(pid1)
 
     def flag(name: str) -> str | None:
-        for i, arg in enumerate(args):
-            if arg == name and i + 1 < len(args):
-                return args[i + 1]
-            if arg.startswith(name + "="):
-                return arg.partition("=")[2]
-        return None
+        return _flag(args, name)
 
     if args and args[0] in ("hello", "demo"):
         return Bind.parse(flag("--bind") or ("0.0.0.0:80" if args[0] == "hello" else "127.0.0.1:8080"))
@@ -294,11 +323,29 @@ def _own_listener(environ: Mapping[str, str], pid1: Sequence[str] | None = None)
     return bind
 
 
+def _own_monitor(environ: Mapping[str, str], pid1: Sequence[str] | None = None) -> tuple[str | None, int | None]:
+    """MONITOR_URI and MONITOR_PORT of the pylb in this container: PID 1's
+    flags (``--monitor-uri``, ``--monitor-port``), else the environment."""
+    args = _pid1_args(pid1)
+    uri = _flag(args, "--monitor-uri") or environ.get("MONITOR_URI", "").strip() or None
+    port_text = _flag(args, "--monitor-port") or environ.get("MONITOR_PORT", "").strip()
+    port = int(port_text) if port_text.isdigit() and 0 < int(port_text) < 65536 else None
+    if uri is not None and not uri.startswith("/"):
+        uri = None
+    return uri, port
+
+
 def _healthcheck_target(url: str | None, environ: Mapping[str, str]) -> tuple[str, str, int, str]:
-    """(scheme, host to connect to, port, path)."""
+    """(scheme, host to connect to, port, path): with MONITOR_URI, that path
+    (on MONITOR_PORT when set, else on the first listener when it is HTTP)."""
     if url is None:
         bind = _own_listener(environ)
         host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(bind.host, bind.host)
+        monitor, monitor_port = _own_monitor(environ)
+        if monitor is not None and monitor_port is not None:
+            return "http", "127.0.0.1", monitor_port, monitor
+        if monitor is not None and bind.scheme in ("http", "https"):
+            return bind.scheme, host, bind.port, monitor
         return bind.scheme, host, bind.port, "/"
     parts = urllib.parse.urlsplit(url.strip())
     scheme = parts.scheme.lower()
@@ -314,6 +361,7 @@ def _healthcheck_target(url: str | None, environ: Mapping[str, str]) -> tuple[st
 def _healthcheck(url: str | None, environ: Mapping[str, str], timeout: float = HEALTHCHECK_TIMEOUT) -> tuple[bool, str]:
     """Check the listener; (healthy, one line saying why)."""
     scheme, host, port, path = _healthcheck_target(url, environ)
+    monitor = path == _own_monitor(environ)[0]
     where = f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
     deadline = time.monotonic() + timeout
 
@@ -355,6 +403,8 @@ def _healthcheck(url: str | None, environ: Mapping[str, str], timeout: float = H
         return False, f"{where}: the connection closed without an HTTP answer"
     if not re.match(r"HTTP/1\.[01] \d{3}", status):
         return False, f"{where}: the answer is not HTTP: {status[:60]!r}"
+    if monitor and status[9:12] != "200":  # the monitor URI: 503 while draining or with no backend up
+        return False, f"{where}{path} (MONITOR_URI) answered {status[9:].strip()}"
     return True, f"{where}{path} answered {status[9:].strip()}"
 
 

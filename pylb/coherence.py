@@ -139,7 +139,29 @@ def _http_check(config: Config, found: Review) -> None:
         )
 
 
-_RULES = (_certificates, _force_ssl, _hsts, _routes, _send_proxy, _http_check)
+def _observability(config: Config, found: Review) -> None:
+    if config.stats_auth is not None and config.stats_port is None:
+        found.warnings.append(
+            f"{config.named('stats_auth')}: there is no stats port to protect (set STATS_PORT or --stats-port)"
+        )
+    if config.monitor_port is not None and config.monitor_uri is None:
+        found.warnings.append(
+            f"{config.named('monitor_port')}: no MONITOR_URI to answer there (set MONITOR_URI, e.g. /ping)"
+        )
+    http = _schemes(config) & set(HTTP_SCHEMES)
+    if config.monitor_uri is not None and not http and config.monitor_port is None:
+        found.warnings.append(
+            f"{config.named('monitor_uri')}: every listener is TCP, where no path is read "
+            "(add --bind http://ADDR:PORT or MONITOR_PORT)"
+        )
+    if config.access_log_format == "combined" and not http:
+        found.warnings.append(
+            f"{config.named('log_format')} combined: it writes HTTP requests only, and every listener is TCP "
+            "(use haproxy or json)"
+        )
+
+
+_RULES = (_certificates, _force_ssl, _hsts, _routes, _send_proxy, _http_check, _observability)
 
 
 # The part of docs/configuration.md about these rules (generated with the rest of the page).
@@ -209,6 +231,21 @@ _TABLE = (  # settings, verdict, why: the rows of docs/configuration.md's table
         "`HTTP_CHECK` with `HEALTH_CHECK none`",
         "warning",
         "checks are off, so no HTTP check is sent; `none` says what happens, the HTTP check only has no effect",
+    ),
+    (
+        "`STATS_AUTH` without `STATS_PORT`",
+        "warning",
+        "there is no stats port for it to protect",
+    ),
+    (
+        "`MONITOR_PORT` without `MONITOR_URI`; `MONITOR_URI` with only TCP listeners",
+        "warning",
+        "there is no path to answer there: TCP listeners read no request",
+    ),
+    (
+        "`LOG_FORMAT=combined` with only TCP listeners",
+        "warning",
+        "the combined format has no line for a TCP connection, so it would write nothing (haproxy and json do)",
     ),
 )
 

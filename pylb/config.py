@@ -54,6 +54,12 @@ class Config:
     maxconn: int = 4096
     timeouts: Timeouts = field(default_factory=Timeouts)
     access_log: bool = False
+    log_format: str = "off"
+    log_level: str = "info"
+    stats_port: Bind | None = None
+    stats_auth: tuple[str, str] | None = field(default=None, repr=False)
+    monitor_uri: str | None = None
+    monitor_port: int | None = None
     grace: float = 10.0
     ssl_cert_files: tuple[CertBundle, ...] = ()
     default_ssl_cert: CertBundle | None = None
@@ -114,13 +120,27 @@ class Config:
         under MODE=tcp), else port 80 and, with a certificate, 443."""
         if self.binds:
             if self.mode != "tcp":
-                return self.binds
-            return tuple(Bind("tcp", b.host, b.port) if b.implicit else b for b in self.binds)
+                return self._with_monitor(self.binds)
+            return self._with_monitor(tuple(Bind("tcp", b.host, b.port) if b.implicit else b for b in self.binds))
         plain = "tcp" if self.mode == "tcp" else "http"
         first = Bind(plain, "0.0.0.0", 80)
         if not self.certificates:
-            return (first,)
-        return (first, Bind("tls" if self.mode == "tcp" else "https", "0.0.0.0", 443))
+            return self._with_monitor((first,))
+        return self._with_monitor((first, Bind("tls" if self.mode == "tcp" else "https", "0.0.0.0", 443)))
+
+    def _with_monitor(self, binds: tuple[Bind, ...]) -> tuple[Bind, ...]:
+        """MONITOR_PORT opens a plain-HTTP listener there when none listens there already."""
+        port = self.monitor_port
+        if port is None or self.monitor_uri is None or any(b.port == port for b in binds):
+            return binds
+        return (*binds, Bind("http", "0.0.0.0", port))
+
+    @property
+    def access_log_format(self) -> str:
+        """LOG_FORMAT, or haproxy when only the older --access-log true asked for a log."""
+        if self.log_format == "off" and self.access_log and self.origin("log_format") is None:
+            return "haproxy"
+        return self.log_format
 
     def snapshot(self) -> Snapshot | None:
         """The world as the flags describe it: ``--backend``s form the default
@@ -166,6 +186,11 @@ class Config:
             tcp_drain=self.tcp_drain,
             tcp_ports=self.tcp_ports,
             lanes=self.lanes,
+            access_log=self.access_log_format,
+            stats=self.stats_port,
+            stats_auth=self.stats_auth,
+            collect=self.stats_port is not None,
+            monitor_uri=self.monitor_uri,
         )
 
     def warnings(self) -> list[str]:
@@ -219,6 +244,32 @@ def _parse_network(text: str, what: str) -> str:
 def _parse_http_check(text: str, what: str) -> str:
     HealthCheck().with_http(text, what)  # raises ConfigError for a bad value
     return text.strip()
+
+
+def _parse_stats_port(text: str, what: str) -> Bind | None:
+    """``1936`` (every address), ``ADDR:PORT``, or ``off``/``0`` (no stats port)."""
+    value = text.strip()
+    if value.lower() in ("off", "none", "0", ""):
+        return None
+    if "://" in value:
+        raise ConfigError(f"{what}: {text!r} is a URL; give a port (1936) or ADDR:PORT (127.0.0.1:1936)")
+    bind = Bind.parse(value, what)  # ADDR:0: a free port (the log line says which)
+    return Bind("http", bind.host, bind.port)
+
+
+def _parse_auth(text: str, what: str) -> tuple[str, str] | None:
+    """``user:password`` (the password may hold colons). Never echoes the password."""
+    user, sep, password = text.strip().partition(":")
+    if not sep or not user or not password:
+        raise ConfigError(f"{what}: expected USER:PASSWORD, both non-empty (the value is not shown)")
+    return user, password
+
+
+def _parse_monitor_uri(text: str, what: str) -> str:
+    value = text.strip()
+    if not value.startswith("/") or any(c.isspace() or ord(c) < 0x21 or ord(c) > 0x7E for c in value):
+        raise ConfigError(f"{what}: {text!r} must be a path starting with / (example: /ping)")
+    return value
 
 
 def _choice(text: str, what: str, choices: tuple[str, ...]) -> str:
@@ -444,13 +495,73 @@ OPTIONS: tuple[Option, ...] = (
         "false",
     ),
     Option(
+        "log_format",
+        "--log-format",
+        "LOG_FORMAT",
+        "FORMAT",
+        "The access log on standard output, one line per request (per connection in TCP mode): haproxy "
+        "(HAProxy's httplog layout, tcplog for TCP), combined (Apache's; HTTP only), json, or off. The image sets "
+        "haproxy; see docs/observability.md.",
+        lambda text, what: _choice(text, what, ("haproxy", "combined", "json", "off")),
+        "haproxy",
+    ),
+    Option(
         "access_log",
         "--access-log",
         "PYLB_ACCESS_LOG",
         "BOOL",
-        "Log one line per request to standard error.",
+        "true: an access log in LOG_FORMAT's haproxy layout, when LOG_FORMAT is not given (kept from before "
+        "LOG_FORMAT).",
         parse_bool,
         "true",
+    ),
+    Option(
+        "log_level",
+        "--log-level",
+        "LOG_LEVEL",
+        "LEVEL",
+        "The least important log lines shown on standard error: debug, info, warning or error.",
+        lambda text, what: _choice(text, what, ("debug", "info", "warning", "error")),
+        "warning",
+    ),
+    Option(
+        "stats_port",
+        "--stats-port",
+        "STATS_PORT",
+        "[ADDR:]PORT",
+        "Serve the live stats page (/), /stats.json and Prometheus /metrics on this port (every address unless "
+        "ADDR is given); off: none. The image sets 1936, as dockercloud-haproxy did.",
+        _parse_stats_port,
+        "1936",
+    ),
+    Option(
+        "stats_auth",
+        "--stats-auth",
+        "STATS_AUTH",
+        "USER:PASSWORD",
+        "Basic authentication for the stats port (never logged). Without it the stats port is open to whoever "
+        "reaches it.",
+        _parse_auth,
+        "admin:s3cret",
+    ),
+    Option(
+        "monitor_uri",
+        "--monitor-uri",
+        "MONITOR_URI",
+        "PATH",
+        "pylb answers this path itself on every HTTP listener: 200 while it serves, 503 while it drains or no "
+        "backend of the default service is up (HAProxy's monitor-uri); pylb healthcheck asks it.",
+        _parse_monitor_uri,
+        "/ping",
+    ),
+    Option(
+        "monitor_port",
+        "--monitor-port",
+        "MONITOR_PORT",
+        "PORT",
+        "Also listen (plain HTTP) on this port, where MONITOR_URI is answered as on every HTTP listener.",
+        _parse_int(1, 65535),
+        "8080",
     ),
     Option(
         "grace",

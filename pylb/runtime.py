@@ -1,8 +1,11 @@
 """Process-level glue shared by the CLI and the worker processes.
 
-Owns: logging setup, the access-log line, how the "listening on" line names
-addresses, and what SIGTERM/SIGINT do to a running balancer (drain within the grace period; a second signal stops at
-once). Must not know: argument parsing, the data plane's insides.
+Owns: logging setup (every line with its time, level and, with several
+workers, the process: ``main`` for the supervisor, ``w1``... for workers;
+``LOG_LEVEL``), how the "listening on" line names addresses, and what
+SIGTERM/SIGINT do to a running balancer (drain within the grace period; a
+second signal stops at once). The access log is ``pylb.observe``'s, on
+standard output. Must not know: argument parsing, the data plane's insides.
 """
 
 from __future__ import annotations
@@ -10,19 +13,31 @@ from __future__ import annotations
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
 import trio
 
 from pylb.core.models import Bind
-from pylb.core.record import RequestRecord
 
 log = logging.getLogger("pylb")
 
 
-def setup_logging() -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+def setup_logging(level: str = "info", process: str = "") -> None:
+    """Log lines to standard error: ``2024-05-01 12:00:00,123 INFO w1 pylb: ...``
+    (``process``: the worker's tag, or ``main``, with several workers)."""
+    tag = f"{process} " if process else ""
+    root = logging.getLogger()
+    for handler in list(root.handlers):  # a worker process may inherit none, the CLI sets it once
+        root.removeHandler(handler)
+    logging.basicConfig(
+        level=LEVELS.get(level, logging.INFO),
+        stream=sys.stderr,
+        format=f"%(asctime)s %(levelname)s {tag}%(name)s: %(message)s",
+    )
 
 
 _LOCAL = {"0.0.0.0": "127.0.0.1", "::": "::1"}
@@ -36,30 +51,6 @@ def listening_on(binds: Sequence[Bind]) -> str:
         local = _LOCAL.get(bind.host)
         parts.append(f"{bind} (from this machine: {Bind(bind.scheme, local, bind.port)})" if local else str(bind))
     return ", ".join(parts)
-
-
-def access_logger(names: dict[tuple[str, int], str] | None = None) -> Callable[[RequestRecord], None]:
-    """An observer that logs one line per request (``names`` labels backends)."""
-    access = logging.getLogger("pylb.access")
-
-    def observe(record: RequestRecord) -> None:
-        backend = "-"
-        if record.backend is not None:
-            backend = str(record.backend)
-            if names and record.backend.key in names:
-                backend = f"{names[record.backend.key]} ({backend})"
-        access.info(
-            '%s "%s %s" %d -> %s %dB %.1fms',
-            record.client,
-            record.method,
-            record.target[:200],
-            record.status,
-            backend,
-            record.bytes_sent,
-            record.seconds * 1000,
-        )
-
-    return observe
 
 
 class Drainable(Protocol):

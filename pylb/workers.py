@@ -8,19 +8,27 @@ supervisor) out to every worker, restarting a worker that dies, and passing
 SIGTERM on (each worker drains; a second signal stops them at once).
 Must not know: the data plane's insides, argument parsing.
 
+With a stats port, the supervisor serves it (``pylb.observe.server``):
+every worker reports its figures (``Balancer.report``) up its pipe every
+``REPORT_SECONDS`` and when asked, before each answer of the stats port; the
+page, ``/stats.json`` and ``/metrics`` show their sum (``pylb.observe.stats.
+present``), the figures of workers that exited kept in it.
+
 Invariants: a worker serves only after it has its sockets and the latest
-snapshot; the supervisor never accepts a connection itself.
+snapshot; the supervisor never accepts a proxied connection itself.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import multiprocessing
 import os
 import signal
 import socket
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -30,12 +38,17 @@ import trio
 from pylb.config import Config
 from pylb.core.models import Bind, Snapshot
 from pylb.discovery import launch
-from pylb.net.server import Balancer, bind_all
-from pylb.runtime import access_logger, listening_on, setup_logging, until_signal
+from pylb.net.server import Balancer, BindError, bind_all, bind_listener
+from pylb.observe.events import EventFeed
+from pylb.observe.server import StatsServer
+from pylb.observe.stats import Tally, present
+from pylb.runtime import listening_on, setup_logging, until_signal
 from pylb.tls import CertBundle
 
 log = logging.getLogger("pylb")
 READY_SECONDS = 30.0
+REPORT_SECONDS = 1.0  # a worker's figures go up at least this often (and whenever the stats port asks)
+ASK_SECONDS = 0.5  # how long the stats port waits for every worker's fresh figures
 
 
 def default_workers() -> int:
@@ -94,6 +107,10 @@ class _Worker:
         for update in updates:
             parent.send(update)
 
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.is_alive()
+
     def send(self, update: tuple[str, Any]) -> None:
         if self.conn is not None:
             try:
@@ -104,13 +121,15 @@ class _Worker:
 
 class Fanout:
     """Discovery's target in the supervisor: every snapshot and certificate
-    set goes to every worker (and to workers started later)."""
+    set goes to every worker (and to workers started later); its ``events``
+    keep what discovery said, for the stats page."""
 
     def __init__(self, workers: Sequence[_Worker], has_certs: bool) -> None:
         self.workers = workers
         self.cursor = SharedCursor()
         self.latest: dict[str, Any] = {}
         self.certs = _CertFanout(self) if has_certs else None
+        self.events = EventFeed()
 
     def swap(self, snapshot: Snapshot) -> None:
         self._publish("swap", snapshot)
@@ -140,21 +159,78 @@ class _CertFanout:
         return added, removed
 
 
+class Figures:
+    """The workers' figures, in the supervisor: the latest report of each,
+    the cells of those that exited, and asking every worker for fresh ones."""
+
+    def __init__(self, workers: Sequence[_Worker], events: EventFeed) -> None:
+        self.workers = workers
+        self.events = events
+        self.reports: dict[int, tuple[int, Mapping[str, Any]]] = {}  # worker -> (answer to ask n, report)
+        self.retired = Tally()
+        self.asked = 0
+        self._fresh = trio.Event()
+
+    def received(self, index: int, seq: int, data: Mapping[str, Any]) -> None:
+        self.reports[index] = (seq, data)
+        self._fresh.set()
+        self._fresh = trio.Event()
+
+    def retire(self, index: int) -> None:
+        """A worker exited: its counts stay in the sums (its restart counts from 0)."""
+        gone = self.reports.pop(index, None)
+        if gone is not None:
+            self.retired.merge(gone[1]["cells"])
+
+    async def statistics(self) -> dict[str, Any]:
+        """Every worker's figures summed, after asking each for fresh ones
+        (waiting at most ASK_SECONDS: a worker that does not answer counts
+        with its last report)."""
+        self.asked += 1
+        seq = self.asked
+        for worker in self.workers:
+            worker.send(("report?", seq))
+        with trio.move_on_after(ASK_SECONDS):
+            while any(self.reports.get(w.index, (0, None))[0] < seq for w in self.workers if w.alive):
+                await self._fresh.wait()
+        reports = [data for _, data in (self.reports[i] for i in sorted(self.reports))]
+        data = present(reports, self.retired.cells)
+        data["workers"] = len(self.workers)
+        data["events"] = sorted([*data["events"], *self.events.recent()], key=lambda e: e["time"])[-50:]
+        for kind, n in self.events.by_kind.items():
+            data["event_counts"][kind] = data["event_counts"].get(kind, 0) + n
+        return data
+
+
+
 def run_workers(config: Config, mode: str, count: int) -> int:
     """Serve ``config`` with ``count`` worker processes until a signal."""
     binds = config.listeners
     sockets = bind_all(binds, copies=count)  # a BindError here is one line, before any process starts
+    stats: socket.socket | None = None
+    if config.stats_port is not None:
+        try:
+            stats = bind_listener(config.stats_port)
+        except BindError as exc:
+            for sock in sockets:
+                sock.close()
+            raise BindError(str(exc).replace("--bind", config.named("stats_port"), 1)) from None
     workers = [_Worker(i, sockets[i * len(binds) : (i + 1) * len(binds)]) for i in range(count)]
     fanout = Fanout(workers, bool(config.certificates))
-    setup_logging()
-    trio.run(_supervise, config, mode, workers, fanout)
+    setup_logging(config.log_level, "main")
+    trio.run(_supervise, config, mode, workers, fanout, stats)
     return 0
 
 
-async def _supervise(config: Config, mode: str, workers: list[_Worker], fanout: Fanout) -> None:
+async def _supervise(
+    config: Config, mode: str, workers: list[_Worker], fanout: Fanout, stats: socket.socket | None = None
+) -> None:
     provider = await launch.prepare(mode, config)
     stopping = trio.Event()
+    figures = Figures(workers, fanout.events)
     async with trio.open_nursery() as nursery:
+        if stats is not None:
+            await nursery.start(StatsServer(stats, figures.statistics, config.stats_auth).run)
         await nursery.start(provider.run, fanout)
         for worker in workers:
             worker.start(config, fanout.updates(), fanout.cursor)
@@ -176,8 +252,11 @@ async def _supervise(config: Config, mode: str, workers: list[_Worker], fanout: 
             len(workers),
             provider.description,
         )
+        from pylb.cli import observing  # the same line as one process gives
+
+        observing(config, stats.getsockname()[1] if stats is not None else None)
         for worker in workers:
-            nursery.start_soon(_keep_alive, worker, config, fanout, stopping)
+            nursery.start_soon(_keep_alive, worker, config, fanout, stopping, figures)
         await stopping.wait()
         for sock in (s for w in workers for s in w.sockets):
             sock.close()  # the workers close theirs while draining: new connections are refused
@@ -207,11 +286,17 @@ async def _wait_exit(worker: _Worker) -> None:
         worker.process.join()
 
 
-async def _keep_alive(worker: _Worker, config: Config, fanout: Fanout, stopping: trio.Event) -> None:
-    """Restart the worker when it dies, unless pylb is stopping."""
+async def _keep_alive(
+    worker: _Worker, config: Config, fanout: Fanout, stopping: trio.Event, figures: Figures
+) -> None:
+    """Read the worker's reports; restart it when it dies, unless pylb is stopping."""
     while True:
-        await _wait_exit(worker)
+        async with trio.open_nursery() as reading:
+            reading.start_soon(_read_reports, worker, figures)
+            await _wait_exit(worker)
+            reading.cancel_scope.cancel()
         worker.exited.set()
+        figures.retire(worker.index)
         if stopping.is_set():
             return
         code = worker.process.exitcode if worker.process is not None else None
@@ -226,6 +311,22 @@ async def _keep_alive(worker: _Worker, config: Config, fanout: Fanout, stopping:
                 log.warning("worker %d did not start (%s)", worker.index, type(exc).__name__)
             if worker.process is not None and worker.process.is_alive() and isinstance(exc, trio.TooSlowError):
                 worker.process.kill()
+
+
+async def _read_reports(worker: _Worker, figures: Figures) -> None:
+    """What the worker sends up (its figures), until its pipe ends."""
+    conn = worker.conn
+    if conn is None:
+        return
+    while True:
+        await trio.lowlevel.wait_readable(conn.fileno())
+        try:
+            while conn.poll():
+                message = conn.recv()
+                if isinstance(message, tuple) and message[:1] == ("report",):
+                    figures.received(worker.index, message[1], message[2])
+        except (EOFError, OSError):
+            return
 
 
 async def _forward_signals(
@@ -249,9 +350,12 @@ async def _forward_signals(
 def worker_main(
     config: Config, sockets: list[socket.socket], conn: Connection, index: int, cursor: SharedCursor
 ) -> None:
-    """A worker: one balancer on ``sockets``, updated from ``conn``."""
-    setup_logging()
-    lb = Balancer(config, observer=access_logger() if config.access_log else None, cursor=cursor)
+    """A worker: one balancer on ``sockets``, updated from ``conn``; its
+    figures go up ``conn`` when the supervisor has a stats port."""
+    tag = f"w{index + 1}"
+    setup_logging(config.log_level, tag)
+    settings = dataclasses.replace(config.settings(), worker=tag, stats=None)
+    lb = Balancer(settings, cursor=cursor)
     lb.bind(sockets)
     lb.tcp_ports.who = f"worker {index}: "
     trio.run(_serve, lb, conn, index, config.grace)
@@ -259,12 +363,25 @@ def worker_main(
 
 async def _serve(lb: Balancer, conn: Connection, index: int, grace: float) -> None:
     while conn.poll():  # what the supervisor knew before this worker started
-        _apply(lb, *conn.recv())
+        _apply(lb, conn, *conn.recv())
     async with trio.open_nursery() as nursery:
         await nursery.start(lb.run)
         nursery.start_soon(_updates, lb, conn, nursery)
+        if lb.settings.collect:
+            nursery.start_soon(_report_often, lb, conn)
         await nursery.start(until_signal, nursery, lb, grace)
         conn.send(("ready", index))
+
+
+async def _report_often(lb: Balancer, conn: Connection) -> None:
+    while True:
+        await trio.sleep(REPORT_SECONDS)
+        _report(lb, conn, 0)
+
+
+def _report(lb: Balancer, conn: Connection, seq: int) -> None:
+    with contextlib.suppress(BrokenPipeError, OSError):  # the supervisor is gone: _updates stops this worker
+        conn.send(("report", seq, lb.report()))
 
 
 async def _updates(lb: Balancer, conn: Connection, nursery: trio.Nursery) -> None:
@@ -277,11 +394,13 @@ async def _updates(lb: Balancer, conn: Connection, nursery: trio.Nursery) -> Non
             log.warning("the supervisor is gone; stopping")
             nursery.cancel_scope.cancel()
             return
-        _apply(lb, kind, value)
+        _apply(lb, conn, kind, value)
 
 
-def _apply(lb: Balancer, kind: str, value: Any) -> None:
+def _apply(lb: Balancer, conn: Connection, kind: str, value: Any) -> None:
     if kind == "swap":
         lb.swap(value)
     elif kind == "certs" and lb.certs is not None:
         lb.certs.replace_dynamic(value)
+    elif kind == "report?":
+        _report(lb, conn, value)

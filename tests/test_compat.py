@@ -9,7 +9,8 @@ def test_unsupported_variables_are_named_without_their_values() -> None:
     env = {
         "EXTRA_GLOBAL_SETTINGS": "tune.ssl.default-dh-param 2048",
         "EXTRA_FRONTEND_SETTINGS_443": "reqadd X-Secret:\\ s3cr3t",
-        "STATS_AUTH": "admin:hunter2",
+        "HTTP_BASIC_AUTH": "admin:hunter2",
+        "STATS_AUTH": "admin:hunter2",  # taken by pylb now (the stats port's Basic auth): not ignored
         "BALANCE": "leastconn",
         "EXTRA_ROUTE_SETTINGS": "",
     }
@@ -17,7 +18,7 @@ def test_unsupported_variables_are_named_without_their_values() -> None:
     assert [line.split(":")[0] for line in lines] == [
         "ignoring EXTRA_FRONTEND_SETTINGS_443",
         "ignoring EXTRA_GLOBAL_SETTINGS",
-        "ignoring STATS_AUTH",
+        "ignoring HTTP_BASIC_AUTH",
     ]
     assert not any("hunter2" in line or "s3cr3t" in line or "2048" in line for line in lines)
 
@@ -25,12 +26,12 @@ def test_unsupported_variables_are_named_without_their_values() -> None:
 def test_the_cli_warns_and_goes_on() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "pylb", "--bind", "999.1.1.1:1", "--backend", "127.0.0.1:9"],
-        env={"PATH": "/usr/bin:/bin", "STATS_AUTH": "admin:hunter2"},
+        env={"PATH": "/usr/bin:/bin", "HTTP_BASIC_AUTH": "admin:hunter2"},
         capture_output=True,
         text=True,
         timeout=30,
     )
-    assert "pylb: warning: ignoring STATS_AUTH: no stats page" in result.stderr
+    assert "pylb: warning: ignoring HTTP_BASIC_AUTH: pylb does no authentication" in result.stderr
     assert "hunter2" not in result.stderr
     assert result.returncode == 2  # and the bad --bind is still the error it was
 

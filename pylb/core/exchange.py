@@ -5,8 +5,8 @@ FORCE_SSL and CONNECT refusal; choosing a backend and a connection to it;
 when a request may be replayed on another connection or backend (and when
 never); body framing both ways; 1xx, 101 and the tunnel's start; keep-alive
 toward the client and the backend; the deadline of every phase and what
-passing it means (408, 504, a reset); pylb's own answers (errors and
-redirects) and their counting; the record of each exchange. Its moves are
+passing it means (408, 504, a reset); pylb's own answers (errors, redirects
+and the monitor URI) and their counting; the record of each exchange. Its moves are
 the rows of ``pylb.core.transitions.TRANSITIONS``, and no others.
 
 Must not know: sockets, trio, TLS, threads, how a driver waits, splice. A
@@ -55,11 +55,18 @@ from pylb.core.errors import (
 )
 from pylb.core.framing import ChunkedScanner
 from pylb.core.health import observe
-from pylb.core.http1 import CHUNKED, LENGTH, MAX_HEAD, NO_BODY, UNTIL_CLOSE, Head, find_head_end
+from pylb.core.http1 import CHUNKED, LENGTH, MAX_HEAD, NO_BODY, UNTIL_CLOSE, Head, agents, find_head_end
 from pylb.core.http1 import parse_request as _parse_request
 from pylb.core.http1 import parse_response as _parse_response
 from pylb.core.models import Backend
-from pylb.core.policy import error_response, forwarded_suffix, https_redirect, request_head_out, response_head_out
+from pylb.core.policy import (
+    error_response,
+    forwarded_suffix,
+    https_redirect,
+    monitor_response,
+    request_head_out,
+    response_head_out,
+)
 from pylb.core.site import Clock, Conn, Connections, Observer, Site
 from pylb.core.state import BackendState
 from pylb.core.transitions import (
@@ -272,6 +279,7 @@ class Exchange:
                 self.timing = None  # what only the record reads: reset only when records are made
                 self.sent = self.status = 0
                 self.termination = "--"
+                self.service = ""
             if not self.keep or site.closing:
                 return self._end()
             self.state = _T[FLUSH][DONE]
@@ -315,13 +323,15 @@ class Exchange:
                 self._go(BLANK)
                 self.deadline = site.clock.now + site.timeouts.client
             return READ_CLIENT
+        started = -1.0
         if self.state == IDLE:
             self.state = _T[IDLE][BYTES]
             head_by = site.clock.now + site.timeouts.request_head
             if head_by < self.deadline:
                 self.deadline = head_by
             if site.observer is not None:
-                self.timing = [site.clock.time(), -1.0, -1.0, -1.0, -1.0, -1.0]
+                started = site.clock.time()
+                self.timing = [started, -1.0, -1.0, -1.0, -1.0, -1.0]
         end = buf.find(b"\r\n\r\n") + 4  # find_head_end's common case, inline
         try:
             if end < 4 or end > MAX_HEAD:
@@ -339,9 +349,13 @@ class Exchange:
         self.rid = ids.count
         self.head = head
         self.received = end
-        if self.timing is not None:
-            self.timing[1] = site.clock.time()
+        if self.timing is not None:  # the head whole in the bytes that began it: one reading of the clock
+            self.timing[1] = started if started >= 0 else site.clock.time()
         rest = buf[end:]
+        monitor = site.monitor
+        if monitor is not None and head.target == monitor:  # MONITOR_URI: pylb answers itself
+            self.buf = rest
+            return self._monitor(head)
         pool = site.pool
         try:
             if head.method == b"CONNECT":
@@ -403,9 +417,26 @@ class Exchange:
             return self._fail(BadRequest("no Host to redirect to https"))
         self.status = int(answer[9:12])
         self.keep = keep
-        self.termination = rec.PROXY + rec.AT_REQUEST
+        self.termination = rec.LOCAL + rec.AT_REQUEST
         self._go(ANSWER)
         self.out = answer
+        self.deadline = site.clock.now + site.timeouts.client
+        return SEND_CLIENT
+
+    def _monitor(self, head: Head) -> int:
+        """MONITOR_URI: 200 while pylb serves, 503 while it drains or no
+        backend of the default service is up (HAProxy's ``monitor fail if
+        nbsrv lt 1``)."""
+        site = self.site
+        ok = not site.closing and site.pool.default_up()
+        keep = head.keep_alive and head.framing == NO_BODY and not site.closing
+        site.monitored += 1
+        self.service = ""
+        self.status = 200 if ok else 503
+        self.keep = keep
+        self.termination = rec.LOCAL + rec.AT_REQUEST
+        self._go(ANSWER)
+        self.out = monitor_response(ok, keep, head.method == b"HEAD")
         self.deadline = site.clock.now + site.timeouts.client
         return SEND_CLIENT
 
@@ -466,7 +497,10 @@ class Exchange:
         assert upstate is not None
         check = site.pool.check_for(upstate, site.health)
         if check.enabled and observe(upstate, False, check):
-            log.warning("backend %s is DOWN (%s)", upstate.backend, exc.detail)
+            text = f"backend {site.pool.label(upstate.backend)} is DOWN ({exc.detail})"
+            log.warning("%s", text)
+            if site.events is not None:
+                site.events("health", text)
         self._drop_backend(failed=True)
         self.tried.append(upstate)
         self.service = self._reroute()
@@ -911,41 +945,71 @@ class Exchange:
     def _record(self) -> None:
         site = self.site
         observer = site.observer
-        head = self.head
-        if observer is None or head is None:
+        if observer is None:
             return
+        head = self.head
         timing = self.timing
         now = site.clock.time()
-        start = timing[0] if timing is not None else now
+        if timing is not None:
+            start, head_at, dial, dialed, sent, answered = timing
+            t_request = head_at - start if head_at >= 0 else -1.0
+            t_connect = dialed - dial if dial >= 0 and dialed >= 0 else -1.0
+            t_response = answered - sent if sent >= 0 and answered >= 0 else -1.0
+        else:
+            start, t_request, t_connect, t_response = now, -1.0, -1.0, -1.0
+        agent = referer = ""
+        if head is None:  # an answer to a head that could not be read (400, 408...): HAProxy's <BADREQ>
+            method, target, host, version = "", "<BADREQ>", "", ""
+        else:
+            text = _texts.get(head)  # heads repeat (the parse cache gives the same object): decoded once
+            if text is None:
+                text = _text(head)
+            method, target, host, version = text
+            if site.agents:
+                agent, referer = agents(head.raw)
         observer(
             rec.RequestRecord(
-                client=self.client_ip.decode(),
-                method=head.method.decode("latin-1"),
-                target=head.target.decode("latin-1"),
-                backend=self.backend,
-                status=self.status,
-                bytes_sent=self.sent,
-                seconds=now - start,
-                client_port=self.client_port,
-                host=(head.host or b"").decode("latin-1"),
-                service=self.service,
-                version=f"HTTP/1.{head.minor}",
-                bytes_received=self.received,
-                t_request=_span(timing, 0, 1),
-                t_connect=_span(timing, 2, 3),
-                t_response=_span(timing, 4, 5),
-                retries=len(self.tried),
-                termination=self.termination,
-                request_id=site.request_id(self.rid),
-                listener=f"{site.proto}:{site.port}",
+                self.client_ip.decode(),
+                method,
+                target,
+                self.backend,
+                self.status,
+                self.sent,
+                now - start,
+                self.client_port,
+                host,
+                self.service,
+                version,
+                self.received,
+                t_request,
+                t_connect,
+                t_response,
+                len(self.tried),
+                self.termination,
+                site.request_id(self.rid),
+                site.name,
+                start,
+                agent,
+                referer,
             )
         )
 
 
-def _span(timing: list[float] | None, a: int, b: int) -> float:
-    if timing is None or timing[a] < 0 or timing[b] < 0:
-        return -1.0
-    return timing[b] - timing[a]
+_VERSIONS = ("HTTP/1.0", "HTTP/1.1")
+_texts: dict[Head, tuple[str, str, str, str]] = {}  # a head's method, target, host and version, for records
+
+
+def _text(head: Head) -> tuple[str, str, str, str]:
+    text = (
+        head.method.decode("latin-1"),
+        head.target.decode("latin-1"),
+        head.host.decode("latin-1") if head.host is not None else "",
+        _VERSIONS[head.minor],
+    )
+    if len(_texts) >= HEAD_CACHE:
+        _texts.clear()
+    _texts[head] = text
+    return text
 
 
 def _upgrading(head: Head) -> bool:

@@ -551,3 +551,18 @@ def _h11_verdict(raw: bytes, role: type[h11.SERVER], fallback: str) -> str:
     if re.match(rb"[^ ]+ [^ ]+ HTTP/", raw) and not raw.startswith(b"HTTP") and b"HTTP/1." not in raw[: MAX_URL + 64]:
         return "unsupported HTTP version"
     return fallback
+
+
+_AGENTS_RE = re.compile(rb"\r\n(user-agent|referer)[ \t]*:[ \t]*([^\r\n]*?)[ \t]*(?=\r\n)", re.IGNORECASE)
+
+
+def agents(raw: bytes) -> tuple[str, str]:
+    """The User-Agent and Referer of a request head (empty when absent), for
+    access logs that show them; never any other field."""
+    agent = referer = ""
+    for name, value in _AGENTS_RE.findall(raw):
+        if name.lower() == b"user-agent":
+            agent = agent or value.decode("latin-1")
+        else:
+            referer = referer or value.decode("latin-1")
+    return agent, referer

@@ -228,7 +228,10 @@ class Snapshot:
     """Everything the data plane needs to route a request, frozen.
 
     ``default`` names the service that takes requests no route matches;
-    ``tcp_ports`` the TCP listeners discovery opens, each to its service.
+    ``tcp_ports`` the TCP listeners discovery opens, each to its service;
+    ``names`` maps ``"host:port"`` to the container (or task, or alias)
+    behind a backend, for log lines and the stats page (not compared: a
+    rename alone changes nothing the data plane does).
     """
 
     services: tuple[Service, ...] = ()
@@ -236,6 +239,7 @@ class Snapshot:
     routes: tuple[Route, ...] = ()
     version: str = field(default="", compare=False)
     tcp_ports: tuple[TcpPort, ...] = ()
+    names: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         names = [s.name for s in self.services]
@@ -269,7 +273,7 @@ class Snapshot:
             name, backends, old.balance if old else balance, old.force_ssl if old else False, old.check if old else None
         )
         others = tuple(s for s in self.services if s.name != name)
-        return Snapshot((new, *others), name, self.routes, tcp_ports=self.tcp_ports)
+        return Snapshot((new, *others), name, self.routes, tcp_ports=self.tcp_ports, names=self.names)
 
     @classmethod
     def of_backends(cls, backends: tuple[Backend, ...] | list[Backend], balance: str = "roundrobin") -> Snapshot:

@@ -142,6 +142,19 @@ def https_redirect(head: Head, https_port: int, keep_alive: bool) -> bytes | Non
     )
 
 
+def monitor_response(ok: bool, keep_alive: bool, head_only: bool = False) -> bytes:
+    """The answer to MONITOR_URI: 200 while pylb serves, 503 while it does not
+    (draining, or no backend of the default service up), as HAProxy's monitor."""
+    body = b"OK: serving\n" if ok else b"Service Unavailable: draining or no backend up\n"
+    head = (
+        (b"HTTP/1.1 200 OK\r\n" if ok else b"HTTP/1.1 503 Service Unavailable\r\n")
+        + b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nCache-Control: no-store\r\n" % len(body)
+        + (b"Connection: keep-alive\r\n" if keep_alive else b"Connection: close\r\n")
+        + b"Server: pylb\r\n\r\n"
+    )
+    return head if head_only else head + body
+
+
 def error_response(
     status: int, reason: str, keep_alive: bool = False, head_only: bool = False, request_id: str = ""
 ) -> bytes:

@@ -50,6 +50,7 @@ class Pool:
         self.force_ssl_services: frozenset[str] = frozenset()  # read on every request: an attribute
         self._checks: dict[tuple[str, int], HealthCheck] = {}
         self._tcp_only: set[tuple[str, int]] = set()
+        self._names: dict[str, str] = {}
         self._swaps = 0
         if snapshot is not None:
             self.swap(snapshot)
@@ -95,6 +96,10 @@ class Pool:
         self._tcp_only = tcp - {b.key for s in snapshot.services if s.name not in tcp_services for b in s.backends}
         self._live = live
         self._snapshot = snapshot
+        if snapshot.names or self._names:
+            self._names = {**self._names, **dict(snapshot.names)}  # a draining backend keeps its name
+            if len(self._names) > 4 * len(live) + 64:
+                self._names = dict(snapshot.names)
         self._swaps += 1
         added = tuple(s.backend for key, s in live.items() if key not in old)
         return SwapResult(added, tuple(s.backend for s in removed))
@@ -182,6 +187,24 @@ class Pool:
             state.failures += 1
         if state.draining and state.in_flight == 0:
             self._draining.pop(state.backend.key, None)
+
+    @property
+    def names(self) -> dict[str, str]:
+        """``"host:port"`` -> the name discovery gave (``Snapshot.names``), draining backends' included."""
+        return self._names
+
+    def label(self, backend: Backend) -> str:
+        """``web1 (10.0.0.5:80)`` when discovery named the backend, else its address."""
+        address = str(backend)
+        name = self._names.get(address)
+        return f"{name} ({address})" if name else address
+
+    def default_up(self) -> bool:
+        """Whether the default service has a backend that takes requests now
+        (the monitor URI's question: HAProxy's ``nbsrv``)."""
+        snapshot = self._snapshot
+        service = snapshot.service(snapshot.default) if snapshot is not None and snapshot.default else None
+        return service is not None and any(self._live[b.key].up for b in service.backends)
 
     def is_live(self, backend: Backend) -> bool:
         """Whether connections to ``backend`` are worth keeping for reuse."""

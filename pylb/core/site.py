@@ -53,15 +53,20 @@ class Site:
     observer that gets each exchange's record."""
 
     __slots__ = (
+        "agents",
         "clock",
         "closing",
         "conns",
         "errors",
+        "events",
         "extra_response",
         "force_ssl",
         "health",
         "https_port",
         "ids",
+        "monitor",
+        "monitored",
+        "name",
         "observer",
         "pool",
         "port",
@@ -104,6 +109,11 @@ class Site:
         self.closing = False  # draining: every answer says Connection: close
         self.requests = 0
         self.errors: dict[int, int] = {}
+        self.name = f"{proto}:{port}"  # the listener, as records name it
+        self.agents = False  # records carry User-Agent and Referer (the combined and json access logs)
+        self.monitor: bytes | None = None  # MONITOR_URI: the target pylb answers itself (200 or 503)
+        self.monitored = 0  # requests for it
+        self.events: Callable[[str, str], None] | None = None  # told of a backend marked down (kind, text)
 
     def request_id(self, number: int) -> str:
         return self.ids.name(number)

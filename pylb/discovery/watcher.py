@@ -25,6 +25,7 @@ Invariants:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -333,7 +334,9 @@ class EngineWatcher(Generic[E]):
         """The joiner's probe of ``key`` passed: it joins now."""
         self._probed.add(key)
         name = next((p.name for p in self._found.pending if p.key == key), key) if self._found else key
-        log.info("%s: %s answers pylb's probe: it joins before its HEALTHCHECK says healthy", self.kind, name)
+        self._say(
+            "discovery", f"{self.kind}: {name} answers pylb's probe: it joins before its HEALTHCHECK says healthy"
+        )
         self._publish()
 
     def _publish(self) -> None:
@@ -349,7 +352,8 @@ class EngineWatcher(Generic[E]):
         previous, self._found = self._found, found
         self.joiner.update(found.pending)
         if found.snapshot != self._published:
-            result = self.target.swap(found.snapshot)
+            named = dataclasses.replace(found.snapshot, names=found.names)  # for log lines and the stats page
+            result = self.target.swap(named)
             self._published = found.snapshot
             self.swaps += 1
             self._log_swap(result, previous, found)
@@ -379,12 +383,10 @@ class EngineWatcher(Generic[E]):
             return
         self._certificates = fingerprints
         if added or removed:
-            log.info(
-                "%s: certificates: %d added, %d removed, %d from containers",
-                self.kind,
-                len(added),
-                len(removed),
-                len(certificates),
+            self._say(
+                "certificates",
+                f"{self.kind}: certificates: {len(added)} added, {len(removed)} removed, "
+                f"{len(certificates)} from containers",
             )
 
     def _log_warnings(self, warnings: tuple[str, ...]) -> None:
@@ -394,16 +396,37 @@ class EngineWatcher(Generic[E]):
                 log.warning("%s: %s", self.kind, line)
         self._warned = current
 
+    def _say(self, kind: str, text: str, level: int = logging.INFO) -> None:
+        """One line in the log, and an event for the stats page when the
+        target keeps them (a ``Balancer``'s or the supervisor's feed)."""
+        feed = getattr(self.target, "events", None)
+        if feed is not None and hasattr(feed, "add"):
+            feed.add(kind, text, log, level)
+        else:
+            log.log(level, "%s", text)
+
     def _log_swap(self, result: object, previous: Discovered | None, found: Discovered) -> None:
+        """One line per backend added or removed (naming its container and
+        service), then one saying what the pool holds now."""
         added: tuple[Backend, ...] = getattr(result, "added", ())
         removed: tuple[Backend, ...] = getattr(result, "removed", ())
-        parts = [f"+{_named(found, b)}" for b in added]
-        parts += [f"-{_named(previous, b)}" for b in removed]
         snapshot = found.snapshot
+        for backend in added:
+            self._say(
+                "discovery",
+                f"{self.kind}: backend {_named(found, backend)} added to {_services_of(snapshot, backend)}",
+            )
+        old = previous.snapshot if previous is not None else None
+        for backend in removed:
+            where = _services_of(old, backend) if old is not None else "the pool"
+            self._say(
+                "discovery",
+                f"{self.kind}: backend {_named(previous, backend)} removed from {where} "
+                "(draining: its requests in flight finish)",
+            )
         log.info(
-            "%s: %s%d backends in %d services, %d routes",
+            "%s: %d backends in %d services, %d routes",
             self.kind,
-            f"{' '.join(parts)}; " if parts else "",
             _count_backends(snapshot),
             len(snapshot.services),
             len(snapshot.routes),
@@ -416,6 +439,9 @@ class EngineWatcher(Generic[E]):
             kept = _count_backends(self._published)
             detail = exc if exc is not None and not _expected(exc) else None
             log.warning("%s: %s; keeping the last %d backends, retrying", self.kind, message, kept, exc_info=detail)
+            feed = getattr(self.target, "events", None)
+            if feed is not None and hasattr(feed, "add"):
+                feed.add("fault", f"{self.kind}: {message}; keeping the last {kept} backends")
         self._fault = message
 
     async def _thread(self, fn: Callable[..., T], *args: Any) -> T:
@@ -438,6 +464,13 @@ def _count_backends(snapshot: Snapshot | None) -> int:
     if snapshot is None:
         return 0
     return len({b.key for s in snapshot.services for b in s.backends})
+
+
+def _services_of(snapshot: Snapshot, backend: Backend) -> str:
+    names = [s.name for s in snapshot.services if any(b.key == backend.key for b in s.backends)]
+    if not names:
+        return "the pool"
+    return ("service " if len(names) == 1 else "services ") + ", ".join(names)
 
 
 def _named(found: Discovered | None, backend: Backend) -> str:

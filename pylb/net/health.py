@@ -20,6 +20,7 @@ from pylb.core.models import Backend
 from pylb.core.pool import Pool
 from pylb.core.state import BackendState
 from pylb.net.upstream import BackendStream, Dialer
+from pylb.observe.events import EventFeed
 
 log = logging.getLogger("pylb.health")
 
@@ -28,8 +29,11 @@ class HealthChecker:
     """Checks each backend on its own schedule: its service's ``check`` when
     the snapshot gives one, else ``check`` (the balancer's)."""
 
-    def __init__(self, pool: Pool, check: HealthCheck, dialer: Dialer, timeout: float) -> None:
+    def __init__(
+        self, pool: Pool, check: HealthCheck, dialer: Dialer, timeout: float, events: EventFeed | None = None
+    ) -> None:
         self.pool = pool
+        self.events = events
         self.check = check
         self.dialer = dialer
         self.timeout = timeout
@@ -71,10 +75,15 @@ class HealthChecker:
     async def _check_one(self, state: BackendState, check: HealthCheck) -> None:
         reason = await probe(self.dialer, state.backend, check.http, min(self.timeout, check.inter))
         if observe(state, not reason, check):
+            label = self.pool.label(state.backend)
             if state.healthy:
-                log.warning("backend %s is UP (%d checks passed)", state.backend, check.rise)
+                text = f"backend {label} is UP ({check.rise} checks passed)"
             else:
-                log.warning("backend %s is DOWN (%d checks failed: %s)", state.backend, check.fall, reason)
+                text = f"backend {label} is DOWN ({check.fall} checks failed: {reason})"
+            if self.events is not None:
+                self.events.add("health", text, log, logging.WARNING)
+            else:
+                log.warning("%s", text)
 
 
 async def probe(dialer: Dialer, backend: Backend, http: tuple[str, str] | None, timeout: float) -> str:

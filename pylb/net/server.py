@@ -3,8 +3,10 @@
 Owns: binding listening sockets, the connection limit (MAXCONN), giving
 each client connection to the fast lane (plain HTTP) or to a task of its
 own (TLS, PROXY headers, TCP mode), and applying snapshot swaps to both the
-pool and the backend connection pool. Must not know: where snapshots come
-from, the CLI, signals, or global logging setup.
+pool and the backend connection pool; wiring what observes it (the records'
+observer, the access log, the tally, the stats port: ``pylb.observe``) when
+the settings ask for it, and nothing of it when they do not. Must not know:
+where snapshots come from, the CLI, signals, or global logging setup.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import logging
 import secrets
 import socket as stdsocket
 import ssl
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import trio
 
@@ -38,6 +42,11 @@ from pylb.net.tcpports import TcpPorts
 from pylb.net.tcpproxy import TcpContext
 from pylb.net.timers import Watchdog
 from pylb.net.upstream import Dialer, Upstream
+from pylb.observe.accesslog import AccessLog, Live
+from pylb.observe.events import EventFeed
+from pylb.observe.hub import Observation
+from pylb.observe.server import StatsServer
+from pylb.observe.stats import Tally, present, report
 from pylb.tls import CertBundle, CertStore, parse_pem_bundle, server_context
 
 log = logging.getLogger("pylb")
@@ -106,9 +115,26 @@ class Balancer:
             pool.is_live, connect_timeout=config.timeouts.connect, dialer=dialer, clock=self.watchdog
         )
         self.observer = observer
+        self.events = EventFeed(worker=config.worker)
+        self.started = time.time()
+        self.draining = False
+        # Observability: records are made only when something reads them (an observer of the caller's,
+        # the access log, the tally); with none of them the request path is what it was without it.
+        tally = Tally() if config.collect or config.stats is not None else None
+        access = AccessLog(config.access_log) if config.access_log != "off" else None
+        if access is not None:
+            access.skip_monitor(config.monitor_uri)
+        self.observation: Observation | None = None
+        self._observer: Observer | None = observer
+        if tally is not None or access is not None:
+            self.observation = Observation(tally, access, observer, self._live)
+            self._observer = self.observation.observer
+        self.access_log = access
+        self._stats_socket: stdsocket.socket | None = None
+        self.stats_server: StatsServer | None = None
         self.health_check = health if health is not None else config.health
         self.health = HealthChecker(
-            pool, self.health_check, dialer, min(config.timeouts.connect, self.health_check.inter)
+            pool, self.health_check, dialer, min(config.timeouts.connect, self.health_check.inter), self.events
         )
         self.addresses: list[BoundAddress] = []
         self.request_ids = RequestIds(secrets.token_hex(4))  # error pages and the access log show them
@@ -177,24 +203,63 @@ class Balancer:
         self.certs.add(bundle)
         return bundle
 
-    def statistics(self) -> dict[str, object]:
+    def statistics(self) -> dict[str, Any]:
+        """What the stats port's ``/stats.json`` shows: the state, every
+        listener, service and backend with its figures (``pylb.observe.stats``;
+        responses and errors by class and latency need ``collect`` or a stats
+        port: ``observing``), the last events; and the data plane's insides
+        (``pool``, ``upstream``, the lanes)."""
+        if self.observation is not None:
+            self.observation.flush()
+        data = present([self.report()])
+        data.update(
+            addresses=[a.url for a in self.addresses],
+            pool=self.pool.statistics(),
+            upstream=self.upstream.statistics(),
+            fast_lane=self.lane.statistics() if self.lane is not None else None,
+            relay_lane=self.relay.statistics() if self.relay is not None else None,
+            access_log=self.access_log.statistics() if self.access_log is not None else None,
+        )
+        return data
+
+    def report(self) -> dict[str, Any]:
+        """This balancer's figures as plain data (a worker sends them to its supervisor)."""
+        if self.observation is not None:
+            self.observation.flush()
+        return report(self)
+
+    def sites(self) -> list[Site]:
+        """The HTTP listeners' shared state (one ``Site`` each)."""
+        return list(self._contexts)
+
+    def tcp_statistics(self) -> dict[str, Any]:
         return {
-            "addresses": [a.url for a in self.addresses],
-            "connections": self.connections,
-            "requests": sum(c.requests for c in self._contexts),
-            "errors": _merge(c.errors for c in self._contexts),
-            "tcp": {
-                "ports": {port: tcp.service for port, tcp in sorted(self.tcp_ports.ports.items())},
-                **{
-                    key: total + sum(getattr(c, key) for c in self._tcp_contexts)
-                    for key, total in self._tcp_retired.items()
-                },
+            "ports": {port: tcp.service for port, tcp in sorted(self.tcp_ports.ports.items())},
+            "listeners": [
+                {"name": c.name, "proto": c.name.partition(":")[0], "port": c.port, "requests": c.connections}
+                for c in self._tcp_contexts
+            ],
+            **{
+                key: total + sum(getattr(c, key) for c in self._tcp_contexts)
+                for key, total in self._tcp_retired.items()
             },
-            "pool": self.pool.statistics(),
-            "upstream": self.upstream.statistics(),
-            "fast_lane": self.lane.statistics() if self.lane is not None else None,
-            "relay_lane": self.relay.statistics() if self.relay is not None else None,
         }
+
+    def _live(self) -> Live:
+        """The counts the access log's HAProxy lines show besides the records'."""
+        services: dict[str, int] = {}
+        backends: dict[str, int] = {}
+        snapshot = self.pool.snapshot
+        states = {s.backend.key: s for s in self.pool.states()}
+        for service in snapshot.services if snapshot is not None else ():
+            total = 0
+            for backend in service.backends:
+                state = states.get(backend.key)
+                if state is not None:
+                    total += state.in_flight
+                    backends[str(backend)] = state.in_flight
+            services[service.name] = total
+        return Live(self.connections, services, backends, self.pool.names)
 
     def __repr__(self) -> str:
         return f"<Balancer {' '.join(self.urls) or 'not started'} {self.pool!r} {self.upstream!r}>"
@@ -208,6 +273,11 @@ class Balancer:
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.watchdog.run)
+                if self.observation is not None:
+                    await nursery.start(self.observation.run)
+                if self._stats_socket is not None:
+                    self.stats_server = StatsServer(self._stats_socket, self._statistics, self.settings.stats_auth)
+                    await nursery.start(self.stats_server.run)
                 nursery.start_soon(self.health.run)  # idle unless some check is enabled
                 nursery.start_soon(self.tcp_ports.retry)
                 if self.lane is not None:
@@ -227,6 +297,21 @@ class Balancer:
         finally:
             self._close_listeners()
             self.upstream.close_idle()
+            if self.observation is not None:
+                self.observation.close()
+            if self._stats_socket is not None:
+                self._stats_socket.close()
+
+    async def _statistics(self) -> Mapping[str, Any]:
+        return self.statistics()
+
+    @property
+    def stats_url(self) -> str:
+        """The stats page's URL (``stats`` in the settings)."""
+        if self._stats_socket is None:
+            raise RuntimeError("this balancer has no stats port (set stats in its settings, or STATS_PORT)")
+        host, port = self._stats_socket.getsockname()[:2]
+        return BoundAddress("http", host, port).url
 
     def _close_listeners(self) -> None:
         self.tcp_ports.close_all()
@@ -262,6 +347,9 @@ class Balancer:
                 retries=config.retries,
                 drain=config.tcp_drain,
                 health=self.health_check,
+                name=f"{scheme}:{port}",
+                observer=self.observation.connections if self.observation is not None else None,
+                events=self.events,
             )
             if scheme == "tcp" and not config.accept_proxy:
                 tcp.lane = self.relay  # TLS and PROXY headers stay on the task path
@@ -284,18 +372,27 @@ class Balancer:
             self._reuse_port = True
         if self._sockets is None:
             self._sockets = bind_all(self.settings.listeners)
+        stats = self.settings.stats
+        if stats is not None and self._stats_socket is None:
+            try:
+                self._stats_socket = bind_listener(stats)
+            except BindError as exc:
+                for sock in self._sockets:
+                    sock.close()
+                self._sockets = None
+                raise BindError(str(exc).replace("--bind", "the stats port", 1)) from None
         return self._sockets
 
     def _context(self, scheme: str, port: int, https_port: int = 443) -> Site:
         config = self.settings
-        return Site(
+        site = Site(
             self.pool,
             self.upstream,
             config.timeouts,
             self.watchdog,
             scheme,
             port,
-            observer=self.observer,
+            observer=self._observer,
             force_ssl=config.force_ssl,
             retries=config.retries,
             health=self.health_check,
@@ -303,6 +400,14 @@ class Balancer:
             extra_response=hsts_header(config.hsts_max_age) if scheme == "https" else b"",
             ids=self.request_ids,
         )
+        site.agents = self.access_log is not None and self.access_log.wants_agents
+        site.monitor = config.monitor_uri.encode() if config.monitor_uri else None
+        site.events = self._event
+        return site
+
+    def _event(self, kind: str, text: str) -> None:
+        """An event the exchange machine saw (a backend marked down by failures)."""
+        self.events.add(kind, text)
 
     async def _accept_nursery(self, *, task_status: trio.TaskStatus[trio.Nursery]) -> None:
         try:
@@ -323,6 +428,7 @@ class Balancer:
         ``Connection: close``) and close idle keep-alive connections. Returns
         True when every connection ended within ``grace`` seconds."""
         self.stop_accepting()
+        self.draining = True
         for ctx in self._contexts:
             ctx.closing = True
         for item in self.watchdog.items():
@@ -445,14 +551,6 @@ def bind_all(binds: Sequence[Bind], copies: int = 1) -> list[stdsocket.socket]:
             sock.close()
         raise
     return sockets
-
-
-def _merge(counters: object) -> dict[int, int]:
-    total: dict[int, int] = {}
-    for counter in counters:  # type: ignore[attr-defined]
-        for status, n in counter.items():
-            total[status] = total.get(status, 0) + n
-    return total
 
 
 async def serve(

@@ -28,7 +28,15 @@ class Settings:
     ``certificates``: for https and tls listeners, the default one first;
     ``snapshot``: the world to start with (None: 503 until a swap);
     ``retries``: other backends tried for a request whose backend failed before
-    answering; ``lanes``: the readiness loops (False: a task per connection)."""
+    answering; ``lanes``: the readiness loops (False: a task per connection).
+    Observability (``pylb.observe``), all off unless set: ``access_log`` (a
+    format: haproxy, combined, json; ``off``) to standard output; ``stats``:
+    where the stats server listens (the page, ``/stats.json``, ``/metrics``),
+    ``stats_auth`` its Basic-auth user and password; ``collect``: count every
+    request by class and latency (on with ``stats``; a worker's figures go to
+    its supervisor's page); ``monitor_uri``: the path pylb answers itself on
+    every HTTP listener (200 serving, 503 draining or no backend up);
+    ``worker``: this process's tag in log lines and events (``w1``...)."""
 
     listeners: tuple[Bind, ...] = (Bind("http", "127.0.0.1", 0),)
     certificates: tuple[CertBundle, ...] = ()
@@ -45,6 +53,12 @@ class Settings:
     tcp_drain: float = 30.0
     tcp_ports: PortSet = field(default_factory=PortSet)
     lanes: bool = True
+    access_log: str = "off"
+    stats: Bind | None = None
+    stats_auth: tuple[str, str] | None = field(default=None, repr=False)
+    collect: bool = False
+    monitor_uri: str | None = None
+    worker: str = ""
 
 
 class SettingsSource(Protocol):

@@ -7,7 +7,9 @@ a bounded user-space copy otherwise), the idle timeout, and the drain
 timeout of connections whose backend left the pool. Must not know: HTTP.
 
 Invariants: nothing is buffered beyond one receive (or the splice pipe);
-a connection to a removed backend lives at most ``drain`` seconds more.
+a connection to a removed backend lives at most ``drain`` seconds more; its
+bytes are counted per connection and added to the listener's at its end,
+when its record (``ConnectionRecord``) goes to the observer, if one is set.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import trio
@@ -23,6 +26,7 @@ from pylb.core import proxyproto
 from pylb.core.errors import ConnectFailed, ConnectTimeout, NoBackend, ProxyError
 from pylb.core.health import HealthCheck, observe
 from pylb.core.pool import Pool
+from pylb.core.record import ConnectionRecord
 from pylb.core.state import BackendState
 from pylb.core.timeouts import Timeouts
 from pylb.net import splice
@@ -31,6 +35,7 @@ from pylb.net.stream import RECEIVE_SIZE, FastStream, close_now
 from pylb.net.timers import Watchdog
 from pylb.net.tlsconn import TlsStream
 from pylb.net.upstream import BackendStream, Upstream
+from pylb.observe.events import EventFeed
 
 log = logging.getLogger("pylb")
 _BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError)
@@ -52,13 +57,31 @@ class TcpContext:
     retries: int = 3
     health: HealthCheck = field(default_factory=HealthCheck)
     lane: RelayLane | None = None  # plain tcp:// listeners: small exchanges are relayed there
+    name: str = ""  # the listener, as records name it (tcp:PORT, tls:PORT)
+    observer: Callable[[ConnectionRecord], None] | None = None  # gets each connection's record at its end
+    events: EventFeed | None = None  # told of a backend marked down by failed connects
     connections: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
 
 
 class TcpConnection:
-    __slots__ = ("client", "address", "local", "ctx", "scope", "idle_deadline", "drain_deadline", "state", "finished")
+    __slots__ = (
+        "client",
+        "address",
+        "local",
+        "ctx",
+        "scope",
+        "idle_deadline",
+        "drain_deadline",
+        "state",
+        "finished",
+        "bytes_in",
+        "bytes_out",
+        "retries",
+        "t_connect",
+        "termination",
+    )
 
     def __init__(
         self, client: trio.abc.Stream, address: tuple[str, int], local: tuple[str, int], ctx: TcpContext
@@ -72,6 +95,10 @@ class TcpConnection:
         self.drain_deadline = math.inf
         self.state: BackendState | None = None
         self.finished = False  # the backend ended its side: a TLS client gets close_notify
+        self.bytes_in = self.bytes_out = 0  # this connection's, added to the listener's at its end
+        self.retries = 0
+        self.t_connect = -1.0
+        self.termination = "--"
 
     @property
     def deadline(self) -> float:
@@ -95,11 +122,15 @@ class TcpConnection:
         ctx = self.ctx
         ctx.connections += 1
         ctx.watchdog.watch(self)
+        observer = ctx.observer
+        start = ctx.watchdog.time() if observer is not None else 0.0
         backend: BackendStream | None = None
         try:
             with self.scope:
                 self.touch()
                 backend = await self._connect()
+                if observer is not None:
+                    self.t_connect = ctx.watchdog.time() - start
                 if ctx.send_proxy:
                     early = proxyproto.encode(ctx.send_proxy, self.address, self.local) + early
                 if early:
@@ -109,13 +140,21 @@ class TcpConnection:
                 if lane is not None and isinstance(self.client, FastStream) and isinstance(backend, FastStream):
                     timeouts = ctx.timeouts
                     idle = max(timeouts.client, timeouts.server)
-                    resume = await lane.relay(self, ctx, idle, self.client.sock, backend.sock)
+                    resume = await lane.relay(self, self, idle, self.client.sock, backend.sock)
                 if resume is not None:  # None: both directions ended (or one side reset) in the lane
                     await self._pump_both(backend, resume)
+            if self.scope.cancelled_caught:  # the watchdog: idle, or its backend left and the drain passed
+                self.termination = "KD" if self.drain_deadline <= self.idle_deadline else "cD"
         except (*_BROKEN, ProxyError) as exc:
             log.debug("tcp connection from %s ended: %s", self.address[0], exc)
+            if isinstance(exc, ProxyError):
+                self.termination = "sC" if isinstance(exc, ConnectTimeout) else "SC"
         finally:
             ctx.watchdog.unwatch(self)
+            ctx.bytes_in += self.bytes_in
+            ctx.bytes_out += self.bytes_out
+            if observer is not None:
+                observer(self._record(start))
             if self.state is not None:
                 ctx.pool.release(self.state)
             if backend is not None:
@@ -126,6 +165,24 @@ class TcpConnection:
                 self.client.close()
             if not close_now(self.client):
                 await trio.aclose_forcefully(self.client)
+
+    def _record(self, start: float) -> ConnectionRecord:
+        ctx = self.ctx
+        service = ctx.service or (ctx.pool.snapshot.default if ctx.pool.snapshot else None) or ""
+        return ConnectionRecord(
+            self.address[0],
+            self.address[1],
+            ctx.name,
+            service,
+            self.state.backend if self.state is not None else None,
+            self.bytes_in,
+            self.bytes_out,
+            ctx.watchdog.time() - start,
+            self.t_connect,
+            self.retries,
+            self.termination,
+            start,
+        )
 
     async def _connect(self) -> BackendStream:
         ctx = self.ctx
@@ -141,9 +198,15 @@ class TcpConnection:
             except (ConnectFailed, ConnectTimeout) as exc:
                 ctx.pool.release(state, failed=True)
                 check = ctx.pool.check_for(state, ctx.health)
-                if check.enabled:  # only checks can bring it back: without them, never mark down
-                    observe(state, False, check)
+                # only checks can bring it back: without them, never mark down
+                if check.enabled and observe(state, False, check):
+                    text = f"backend {ctx.pool.label(state.backend)} is DOWN ({exc.detail})"
+                    if ctx.events is not None:
+                        ctx.events.add("health", text, log, logging.WARNING)
+                    else:
+                        log.warning("%s", text)
                 tried.append(state)
+                self.retries = len(tried)
                 if len(tried) > ctx.retries or not ctx.pool.has_other(service, tried):
                     raise
                 log.debug("tcp: %s; trying another backend", exc.detail)
@@ -184,9 +247,9 @@ class TcpConnection:
             nursery.cancel_scope.cancel()  # a reset on either side ends both
             return
         if inbound:
-            self.ctx.bytes_in += moved
+            self.bytes_in += moved
         else:
-            self.ctx.bytes_out += moved
+            self.bytes_out += moved
         send_eof = getattr(dst, "send_eof", None)
         if send_eof is None:  # TLS: no half-close; the other direction ends with the connection
             self.finished = not inbound

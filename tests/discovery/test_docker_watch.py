@@ -374,3 +374,34 @@ async def test_a_container_still_starting_its_healthcheck_joins_when_pylbs_probe
         docker.add(web("web-1", labels={"pylb.port": str(port)}, networks={"bridge": "127.0.0.1"}, health="unhealthy"))
         docker.emit("health_status: unhealthy", cid("web-1"))
         await watcher.wait_until(lambda s: not s.services)  # unhealthy keeps it out, probe or not
+
+
+async def test_each_change_is_one_line_naming_the_container_and_an_event_of_the_balancer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A backend added or removed is one log line naming its container and
+    service (never its env), and the balancer's stats page lists it."""
+    import pylb
+
+    caplog.set_level(logging.INFO, "pylb.discovery")
+    docker = FakeDocker()
+    docker.add(web("web-1", env={"SECRET": "hunter2"}))
+    async with pylb.open_balancer() as lb, watching(docker, lb) as watcher:
+        await watcher.wait_until(has("web-1"))
+        docker.add(web("web-2"))
+        docker.emit("start", cid("web-2"))
+        await watcher.wait_until(has("web-1", "web-2"))
+        docker.remove(cid("web-1"))
+        docker.emit("die", cid("web-1"))
+        await watcher.wait_until(has("web-2"))
+        events = [e["text"] for e in lb.statistics()["events"]]
+        names = {b["address"]: b["name"] for b in lb.statistics()["backends"]}
+    lines = [r.getMessage() for r in caplog.records if r.name == "pylb.discovery"]
+    added = [line for line in lines if " added to " in line]
+    removed = [line for line in lines if " removed from " in line]
+    assert any(line.startswith(f"docker: backend web-1 ({address('web-1')}) added to service") for line in added)
+    assert any(line.startswith(f"docker: backend web-2 ({address('web-2')}) added to service") for line in added)
+    assert any(line.startswith(f"docker: backend web-1 ({address('web-1')}) removed from") for line in removed)
+    assert events == [*added, *removed] and len(events) == 3, events
+    assert names == {address("web-2"): "web-2"}
+    assert "hunter2" not in "\n".join(lines + events)

@@ -247,10 +247,10 @@ def test_near_misses_and_unknown_pylb_names_are_warned_about_by_name_never_by_va
     result = pylb_cli(
         "--check", "--workers", "1", "--backend", "127.0.0.1:9",
         BALANCER="leastconn", PYLB_BACKEND=secret, healthcheck=secret, PYLB_COLOUR=secret,
-        PYLB_TEST_ANYTHING="1", STATS_PORT="1936", HTTP_PROXY=secret,
+        PYLB_TEST_ANYTHING="1", RELOAD_TIMEOUT="5", HTTP_PROXY=secret,
     )  # fmt: skip
     assert warning_lines(result) == [
-        "ignoring STATS_PORT: no stats page; Balancer.statistics() is the embedding API's (see docs/migration.md)",
+        "ignoring RELOAD_TIMEOUT: pylb never reloads: discovery swaps its pool in memory (see docs/migration.md)",
         "ignoring BALANCER: not a pylb setting; did you mean BALANCE? (see docs/configuration.md)",
         "ignoring PYLB_BACKEND: not a pylb setting; did you mean PYLB_BACKENDS? (see docs/configuration.md)",
         "ignoring PYLB_COLOUR: not a pylb setting (the PYLB_ variables: see docs/configuration.md)",

@@ -1,0 +1,93 @@
+"""The pure pieces of pylb.observe, with tables: error classes, percentiles, writes, merging."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from pylb.core.models import Backend
+from pylb.core.record import RequestRecord
+from pylb.observe.accesslog import PIPE_BUF, AccessLog, Live, chunks
+from pylb.observe.stats import BOUNDS, EXPOSED, Tally, error_kind, figures, percentile
+
+
+@pytest.mark.parametrize(
+    ("termination", "status", "kind"),
+    [
+        ("--", 200, None),
+        ("LR", 301, None),  # a redirect: pylb answered, no error
+        ("PR", 400, "request"),
+        ("cR", 408, "request"),
+        ("PR", 503, "no_backend"),
+        ("SC", 502, "connect"),
+        ("sC", 504, "connect"),
+        ("SH", 502, "response"),
+        ("sH", 504, "response"),
+        ("SD", 200, "response"),  # cut mid-answer
+        ("CD", 200, "client"),
+        ("cD", 200, "client"),
+        ("KD", 0, "killed"),
+    ],
+)
+def test_error_classes(termination: str, status: int, kind: str | None) -> None:
+    assert error_kind(termination, status) == kind
+
+
+def test_every_exposed_bound_is_a_bound_of_the_histogram() -> None:
+    assert set(EXPOSED) <= set(BOUNDS) and list(BOUNDS) == sorted(BOUNDS)
+
+
+def test_percentiles_fall_in_the_right_bucket() -> None:
+    counts = [0] * (len(BOUNDS) + 1)
+    counts[BOUNDS.index(0.001)] = 98  # 98 answers in (0.8 ms, 1 ms]
+    counts[BOUNDS.index(0.5)] = 2  # 2 in (400 ms, 500 ms]
+    p50, p99 = percentile(counts, 0.5), percentile(counts, 0.99)
+    assert p50 is not None and 0.8 <= p50 <= 1.0
+    assert p99 is not None and 400 <= p99 <= 500
+    assert percentile([0] * len(counts), 0.5) is None
+
+
+def _record(status: int, seconds: float, termination: str = "--", backend: int = 1) -> RequestRecord:
+    return RequestRecord(
+        "127.0.0.1", "GET", "/", Backend("10.0.0.1", backend), status, 100, seconds,
+        listener="http:80", service="web", termination=termination, bytes_received=50,
+    )  # fmt: skip
+
+
+def test_tallies_of_workers_add_up_to_one_tally_of_everything() -> None:
+    records = [_record(200, 0.002), _record(502, 0.01, "SH", 2), _record(404, 0.003), _record(200, 0.2, "CD")]
+    one, two, both = Tally(), Tally(), Tally()
+    one.add(records[:2])
+    two.add(records[2:])
+    both.add(records)
+    merged = Tally()
+    merged.merge(one.cells)
+    merged.merge(two.cells)
+    assert merged.cells == both.cells
+    total = figures(both.cells.values())
+    assert total["records"] == 4 and total["bytes_out"] == 400 and total["bytes_in"] == 200
+    assert total["responses"] == {"1xx": 0, "2xx": 2, "3xx": 0, "4xx": 1, "5xx": 1, "other": 0}
+    assert total["errors"]["response"] == 1 and total["errors"]["client"] == 1
+
+
+def test_writes_end_on_a_line_and_fit_in_pipe_buf() -> None:
+    lines = [f"line {i} " + "x" * (i % 300) + "\n" for i in range(500)] + ["y" * (PIPE_BUF + 10) + "\n", "last\n"]
+    parts = chunks(lines)
+    assert all(len(part) <= PIPE_BUF and part.endswith(b"\n") for part in parts)
+    text = b"".join(parts).decode()
+    assert text.startswith("".join(lines[:500])) and text.endswith("\nlast\n")  # the long line cut, not lost
+
+
+def test_a_reader_that_does_not_read_never_blocks_and_lines_are_counted_as_dropped() -> None:
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    try:
+        log = AccessLog("haproxy", fd=write)
+        batch = [_record(200, 0.001) for _ in range(100)]
+        while log.dropped == 0:  # nobody drains: the queue fills to its limit, then lines are dropped
+            log.queue(log.lines_for(batch, Live(), 0.0))
+        assert log.lines > 0 and log.dropped >= 100
+    finally:
+        os.close(read)
+        os.close(write)
