@@ -77,9 +77,9 @@ class HealthChecker:
         if observe(state, not reason, check):
             label = self.pool.label(state.backend)
             if state.healthy:
-                text = f"backend {label} is UP ({check.rise} checks passed)"
+                text = f"backend {label} is UP ({_checks(check.rise)} passed)"
             else:
-                text = f"backend {label} is DOWN ({check.fall} checks failed: {reason})"
+                text = f"backend {label} is DOWN ({_checks(check.fall)} failed: {reason})"
             if self.events is not None:
                 self.events.add("health", text, log, logging.WARNING)
             else:
@@ -131,3 +131,7 @@ async def _status_line(stream: BackendStream) -> bytes:
             break
         buf += data
     return buf.partition(b"\r\n")[0]
+
+
+def _checks(count: int) -> str:
+    return f"{count} check" if count == 1 else f"{count} checks"
