@@ -158,9 +158,7 @@ def haproxy_lines(
         count = counts.get(ckey)
         if count is None:
             address = str(backend) if backend is not None else ""
-            count = counts[ckey] = (
-                f"{conns}/{conns}/{live.services.get(service, 0)}/{live.backends.get(address, 0)}/"
-            )
+            count = counts[ckey] = f"{conns}/{conns}/{live.services.get(service, 0)}/{live.backends.get(address, 0)}/"
         if type(record) is not RequestRecord:
             append(haproxy_tcp_line(record, f"{stamp}.{int((accepted - whole) * 1000):03d}", part, count))  # type: ignore[arg-type]
             continue
@@ -254,69 +252,75 @@ def combined_line(record: RequestRecord, accepted: float, dates: Dates, live: Li
     )
 
 
-def json_line(record: RequestRecord, accepted: float, dates: Dates, live: Live) -> str:
-    """One JSON object: every field of the record, times in milliseconds."""
+def _json_line(
+    mode: str,
+    record: RequestRecord | ConnectionRecord,
+    accepted: float,
+    dates: Dates,
+    live: Live,
+    fields: dict[str, object],
+) -> str:
+    """One JSON object: the fields every record has, then ``fields``."""
     backend = record.backend
     address = str(backend) if backend is not None else None
-    return (
-        json.dumps(
-            {
-                "time": dates.iso(accepted),
-                "mode": "http",
-                "client": record.client,
-                "client_port": record.client_port,
-                "listener": record.listener,
-                "service": record.service or None,
-                "backend": address,
-                "backend_name": live.names.get(address) if address else None,
-                "method": record.method or None,
-                "target": record.target,
-                "version": record.version or None,
-                "host": record.host or None,
-                "status": record.status,
-                "bytes_sent": record.bytes_sent,
-                "bytes_received": record.bytes_received,
-                "t_request": _ms(record.t_request),
-                "t_queue": 0 if backend is not None else -1,
-                "t_connect": _ms(record.t_connect),
-                "t_response": _ms(record.t_response),
-                "t_total": _ms(record.seconds),
-                "termination": record.termination,
-                "retries": record.retries,
-                "request_id": record.request_id,
-                "user_agent": record.user_agent or None,
-                "referer": record.referer or None,
-            },
-            separators=(",", ":"),
-        )
-        + "\n"
+    common: dict[str, object] = {
+        "time": dates.iso(accepted),
+        "mode": mode,
+        "client": record.client,
+        "client_port": record.client_port,
+        "listener": record.listener,
+        "service": record.service or None,
+        "backend": address,
+        "backend_name": live.names.get(address) if address else None,
+    }
+    return json.dumps(common | fields, separators=(",", ":")) + "\n"
+
+
+def json_line(record: RequestRecord, accepted: float, dates: Dates, live: Live) -> str:
+    """One JSON object: every field of the record, times in milliseconds."""
+    return _json_line(
+        "http",
+        record,
+        accepted,
+        dates,
+        live,
+        {
+            "method": record.method or None,
+            "target": record.target,
+            "version": record.version or None,
+            "host": record.host or None,
+            "status": record.status,
+            "bytes_sent": record.bytes_sent,
+            "bytes_received": record.bytes_received,
+            "t_request": _ms(record.t_request),
+            "t_queue": 0 if record.backend is not None else -1,
+            "t_connect": _ms(record.t_connect),
+            "t_response": _ms(record.t_response),
+            "t_total": _ms(record.seconds),
+            "termination": record.termination,
+            "retries": record.retries,
+            "request_id": record.request_id,
+            "user_agent": record.user_agent or None,
+            "referer": record.referer or None,
+        },
     )
 
 
 def json_tcp_line(record: ConnectionRecord, accepted: float, dates: Dates, live: Live) -> str:
-    backend = record.backend
-    address = str(backend) if backend is not None else None
-    return (
-        json.dumps(
-            {
-                "time": dates.iso(accepted),
-                "mode": "tcp",
-                "client": record.client,
-                "client_port": record.client_port,
-                "listener": record.listener,
-                "service": record.service or None,
-                "backend": address,
-                "backend_name": live.names.get(address) if address else None,
-                "bytes_in": record.bytes_in,
-                "bytes_out": record.bytes_out,
-                "t_connect": _ms(record.t_connect),
-                "t_total": _ms(record.seconds),
-                "termination": record.termination,
-                "retries": record.retries,
-            },
-            separators=(",", ":"),
-        )
-        + "\n"
+    return _json_line(
+        "tcp",
+        record,
+        accepted,
+        dates,
+        live,
+        {
+            "bytes_in": record.bytes_in,
+            "bytes_out": record.bytes_out,
+            "t_connect": _ms(record.t_connect),
+            "t_total": _ms(record.seconds),
+            "termination": record.termination,
+            "retries": record.retries,
+        },
     )
 
 
@@ -373,9 +377,7 @@ class AccessLog:
         """Whether records must carry User-Agent and Referer."""
         return self.format in ("combined", "json")
 
-    def lines_for(
-        self, batch: Iterable[RequestRecord | ConnectionRecord], live: Live, offset: float
-    ) -> list[str]:
+    def lines_for(self, batch: Iterable[RequestRecord | ConnectionRecord], live: Live, offset: float) -> list[str]:
         """The lines of a batch; ``offset`` turns the balancer's clock into
         wall-clock time (a record's ``start`` + offset: its accept date)."""
         http, tcp, dates = self._http, self._tcp, self._dates
