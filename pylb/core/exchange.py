@@ -55,7 +55,7 @@ from pylb.core.errors import (
 )
 from pylb.core.framing import ChunkedScanner
 from pylb.core.health import observe
-from pylb.core.http1 import CHUNKED, LENGTH, MAX_HEAD, NO_BODY, UNTIL_CLOSE, Head, agents, find_head_end
+from pylb.core.http1 import CHUNKED, LENGTH, MAX_HEAD, NO_BODY, UNTIL_CLOSE, Head, find_head_end
 from pylb.core.http1 import parse_request as _parse_request
 from pylb.core.http1 import parse_response as _parse_response
 from pylb.core.models import Backend
@@ -67,7 +67,7 @@ from pylb.core.policy import (
     request_head_out,
     response_head_out,
 )
-from pylb.core.site import Clock, Conn, Connections, Observer, Site
+from pylb.core.site import Clock, Conn, Connections, Observer, Recorder, Site
 from pylb.core.state import BackendState
 from pylb.core.transitions import (
     ACTION_NAMES,
@@ -274,7 +274,7 @@ class Exchange:
         state = self.state
         if state == FLUSH:  # the last bytes for this request: next request, or the end
             site = self.site
-            if site.observer is not None:
+            if site.recorder is not None:
                 self._record()
                 self.timing = None  # what only the record reads: reset only when records are made
                 self.sent = self.status = 0
@@ -329,7 +329,7 @@ class Exchange:
             head_by = site.clock.now + site.timeouts.request_head
             if head_by < self.deadline:
                 self.deadline = head_by
-            if site.observer is not None:
+            if site.recorder is not None:
                 started = site.clock.time()
                 self.timing = [started, -1.0, -1.0, -1.0, -1.0, -1.0]
         end = buf.find(b"\r\n\r\n") + 4  # find_head_end's common case, inline
@@ -943,73 +943,29 @@ class Exchange:
         return rec.AT_DATA
 
     def _record(self) -> None:
+        """Hand the site's recorder this request's capture (``pylb.core.record``)."""
         site = self.site
-        observer = site.observer
-        if observer is None:
-            return
-        head = self.head
-        timing = self.timing
-        now = site.clock.time()
-        if timing is not None:
-            start, head_at, dial, dialed, sent, answered = timing
-            t_request = head_at - start if head_at >= 0 else -1.0
-            t_connect = dialed - dial if dial >= 0 and dialed >= 0 else -1.0
-            t_response = answered - sent if sent >= 0 and answered >= 0 else -1.0
-        else:
-            start, t_request, t_connect, t_response = now, -1.0, -1.0, -1.0
-        agent = referer = ""
-        if head is None:  # an answer to a head that could not be read (400, 408...): HAProxy's <BADREQ>
-            method, target, host, version = "", "<BADREQ>", "", ""
-        else:
-            text = _texts.get(head)  # heads repeat (the parse cache gives the same object): decoded once
-            if text is None:
-                text = _text(head)
-            method, target, host, version = text
-            if site.agents:
-                agent, referer = agents(head.raw)
-        observer(
-            rec.RequestRecord(
-                self.client_ip.decode(),
-                method,
-                target,
-                self.backend,
-                self.status,
-                self.sent,
-                now - start,
-                self.client_port,
-                host,
-                self.service,
-                version,
-                self.received,
-                t_request,
-                t_connect,
-                t_response,
-                len(self.tried),
-                self.termination,
-                site.request_id(self.rid),
-                site.name,
-                start,
-                agent,
-                referer,
+        recorder = site.recorder
+        if recorder is not None:
+            recorder(
+                (
+                    self.client_ip,
+                    self.client_port,
+                    self.head,
+                    self.backend,
+                    self.status,
+                    self.sent,
+                    self.received,
+                    self.timing,
+                    site.clock.time(),
+                    len(self.tried),
+                    self.termination,
+                    self.rid,
+                    self.service,
+                    site.name,
+                    site.ids,
+                )
             )
-        )
-
-
-_VERSIONS = ("HTTP/1.0", "HTTP/1.1")
-_texts: dict[Head, tuple[str, str, str, str]] = {}  # a head's method, target, host and version, for records
-
-
-def _text(head: Head) -> tuple[str, str, str, str]:
-    text = (
-        head.method.decode("latin-1"),
-        head.target.decode("latin-1"),
-        head.host.decode("latin-1") if head.host is not None else "",
-        _VERSIONS[head.minor],
-    )
-    if len(_texts) >= HEAD_CACHE:
-        _texts.clear()
-    _texts[head] = text
-    return text
 
 
 def _upgrading(head: Head) -> bool:
@@ -1048,6 +1004,7 @@ __all__ = [
     "Exchange",
     "Observer",
     "ProtocolBug",
+    "Recorder",
     "Site",
     "describe",
 ]

@@ -1,7 +1,7 @@
 r"""What every exchange of one listener shares, and what the machine is given.
 
 Owns: ``Site`` (the pool, the idle backend connections, the timeouts, the
-clock, what the listener is, its counters, the observer of records) and the
+clock, what the listener is, its counters, the recorder of captures) and the
 protocols of what a driver gives the machine: a ``Clock``, ``Conn``\ s and
 ``Connections``. Must not know: sockets, trio, the drivers.
 """
@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from pylb.core.health import HealthCheck
 from pylb.core.models import Backend
 from pylb.core.pool import Pool
-from pylb.core.record import RequestRecord
+from pylb.core.record import Capture, RequestRecord
 from pylb.core.requestid import RequestIds
 from pylb.core.timeouts import Timeouts
 
@@ -44,16 +44,16 @@ class Connections(Protocol):
     def give_back(self, conn: Any) -> None: ...
 
 
-Observer = Callable[[RequestRecord], None]
+Observer = Callable[[RequestRecord], None]  # what an embedding caller gives to see each request's record
+Recorder = Callable[[Capture], None]  # what a site calls with each request's capture
 
 
 class Site:
     """What every exchange of one listener shares: the pool, the backend
     connections, the timeouts, what the listener is, its counters, the
-    observer that gets each exchange's record."""
+    recorder that gets each exchange's capture (``pylb.core.record``)."""
 
     __slots__ = (
-        "agents",
         "clock",
         "closing",
         "conns",
@@ -67,10 +67,10 @@ class Site:
         "monitor",
         "monitored",
         "name",
-        "observer",
         "pool",
         "port",
         "proto",
+        "recorder",
         "requests",
         "retries",
         "timeouts",
@@ -85,7 +85,7 @@ class Site:
         proto: str = "http",
         port: int = 80,
         *,
-        observer: Observer | None = None,
+        recorder: Recorder | None = None,
         force_ssl: bool = False,
         retries: int = 3,
         health: HealthCheck | None = None,
@@ -99,7 +99,7 @@ class Site:
         self.clock = clock
         self.proto = proto
         self.port = port
-        self.observer = observer
+        self.recorder = recorder
         self.force_ssl = force_ssl  # every plain-HTTP request is redirected (not only FORCE_SSL services)
         self.retries = retries  # other backends tried when one fails before answering (redispatch)
         self.health = health if health is not None else HealthCheck()  # passive checks count toward its fall
@@ -110,7 +110,6 @@ class Site:
         self.requests = 0
         self.errors: dict[int, int] = {}
         self.name = f"{proto}:{port}"  # the listener, as records name it
-        self.agents = False  # records carry User-Agent and Referer (the combined and json access logs)
         self.monitor: bytes | None = None  # MONITOR_URI: the target pylb answers itself (200 or 503)
         self.monitored = 0  # requests for it
         self.events: Callable[[str, str], None] | None = None  # told of a backend marked down (kind, text)

@@ -25,7 +25,7 @@ import trio
 
 from pylb.core.balancer import Cursor
 from pylb.core.errors import ConfigError
-from pylb.core.exchange import Exchange, Observer, Site
+from pylb.core.exchange import Exchange, Observer, Recorder, Site
 from pylb.core.health import HealthCheck
 from pylb.core.models import Backend, Bind, Snapshot, TcpPort
 from pylb.core.policy import hsts_header
@@ -44,7 +44,7 @@ from pylb.net.timers import Watchdog
 from pylb.net.upstream import Dialer, Upstream
 from pylb.observe.accesslog import AccessLog, Live
 from pylb.observe.events import EventFeed
-from pylb.observe.hub import Observation
+from pylb.observe.hub import Observation, user_recorder
 from pylb.observe.server import StatsServer
 from pylb.observe.stats import Tally, present, report
 from pylb.tls import CertBundle, CertStore, parse_pem_bundle, server_context
@@ -125,10 +125,10 @@ class Balancer:
         if access is not None:
             access.skip_monitor(config.monitor_uri)
         self.observation: Observation | None = None
-        self._observer: Observer | None = observer
+        self._recorder: Recorder | None = user_recorder(observer) if observer is not None else None
         if tally is not None or access is not None:
             self.observation = Observation(tally, access, observer, self._live)
-            self._observer = self.observation.observer
+            self._recorder = self.observation.recorder
         self.access_log = access
         self._stats_socket: stdsocket.socket | None = None
         self.stats_server: StatsServer | None = None
@@ -392,7 +392,7 @@ class Balancer:
             self.watchdog,
             scheme,
             port,
-            observer=self._observer,
+            recorder=self._recorder,
             force_ssl=config.force_ssl,
             retries=config.retries,
             health=self.health_check,
@@ -400,7 +400,6 @@ class Balancer:
             extra_response=hsts_header(config.hsts_max_age) if scheme == "https" else b"",
             ids=self.request_ids,
         )
-        site.agents = self.access_log is not None and self.access_log.wants_agents
         site.monitor = config.monitor_uri.encode() if config.monitor_uri else None
         site.events = self._event
         return site

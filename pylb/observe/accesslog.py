@@ -28,7 +28,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from pylb.core.record import ConnectionRecord, RequestRecord
+from pylb.core.http1 import Head
+from pylb.core.models import Backend
+from pylb.core.record import Capture, ConnectionRecord, RequestRecord, head_text, phases, request_record
 
 FORMATS = ("haproxy", "combined", "json", "off")
 PIPE_BUF = select.PIPE_BUF  # a write to a pipe of at most this many bytes is atomic
@@ -121,7 +123,7 @@ def _safe(text: str) -> bool:
 
 
 def haproxy_lines(
-    batch: Iterable[RequestRecord | ConnectionRecord], offset: float, now: float, dates: Dates, live: Live, monitor: str
+    batch: Iterable[Capture | ConnectionRecord], offset: float, now: float, dates: Dates, live: Live, monitor: str
 ) -> list[str]:
     """HAProxy's ``httplog`` lines for a batch (``option httplog`` with
     ``capture request header Host`` and ``capture response header X-Request-Id``):
@@ -134,42 +136,46 @@ def haproxy_lines(
     connections, bc and sc the requests in flight to the service and the
     backend, all when the batch was written; TCP connections get ``tcplog``
     lines. Written for speed: what repeats (the frontend, service and server
-    part, the date's second) is made once per batch."""
+    part, the date's second, a head's request line) is made once per batch."""
     lines: list[str] = []
     append = lines.append
-    parts: dict[tuple[str, str, int], str] = {}  # (listener, service, id(backend)) -> " frontend service/server "
-    counts: dict[tuple[str, int], str] = {}  # (service, id(backend)) -> "ac/fc/bc/sc/"
-    tails: dict[tuple[str, str, str, str], tuple[str, str]] = {}  # the Host block and the request line
-    conns = live.connections
+    # (listener, service, id(backend)) -> (" frontend service/server ", "ac/fc/bc/sc/")
+    shared: dict[tuple[str, str, int], tuple[str, str]] = {}
+    tails: dict[Head | None, tuple[str, str]] = {}  # a head -> its Host block and request line
     second, stamp = -1, ""
-    for record in batch:
-        start = record.start
-        accepted = start + offset if start >= 0 else now - record.seconds
+    for capture in batch:
+        if type(capture) is not tuple:  # a TCP connection's record
+            record: ConnectionRecord = capture  # type: ignore[assignment]
+            start = record.start
+            accepted = start + offset if start >= 0 else now - record.seconds
+            whole = int(accepted)
+            if whole != second:
+                second, stamp = whole, dates.haproxy_second(whole)
+            key = (record.listener, record.service, id(record.backend))
+            both = shared.get(key)
+            if both is None:
+                both = shared[key] = _haproxy_shared(record.listener, record.service, record.backend, live)
+            part, count = both
+            append(haproxy_tcp_line(record, f"{stamp}.{int((accepted - whole) * 1000):03d}", part, count))
+            continue
+        client, port, head, backend, status, sent, _, timing, end, retries, termination, rid, service, listener, ids = (
+            capture
+        )
+        if termination == "LR" and monitor and head_text(head)[1] == monitor:
+            continue  # the monitor URI: never logged, as HAProxy's monitor
+        start, t_request, t_connect, t_response, seconds = phases(timing, end)
+        accepted = start + offset
         whole = int(accepted)
         if whole != second:
             second, stamp = whole, dates.haproxy_second(whole)
-        backend = record.backend
-        service = record.service
-        key = (record.listener, service, id(backend))
-        part = parts.get(key)
-        if part is None:
-            part = parts[key] = _haproxy_part(record.listener, service, backend, live)
-        ckey = (service, id(backend))
-        count = counts.get(ckey)
-        if count is None:
-            address = str(backend) if backend is not None else ""
-            count = counts[ckey] = f"{conns}/{conns}/{live.services.get(service, 0)}/{live.backends.get(address, 0)}/"
-        if type(record) is not RequestRecord:
-            append(haproxy_tcp_line(record, f"{stamp}.{int((accepted - whole) * 1000):03d}", part, count))  # type: ignore[arg-type]
-            continue
-        if record.termination == "LR" and record.target == monitor:
-            continue  # the monitor URI: never logged, as HAProxy's monitor
-        target = record.target
-        rkey = (record.method, target, record.version, record.host)
-        tail = tails.get(rkey)
+        key = (listener, service, id(backend))
+        both = shared.get(key)
+        if both is None:
+            both = shared[key] = _haproxy_shared(listener, service, backend, live)
+        part, count = both
+        tail = tails.get(head)
         if tail is None:
-            tail = tails[rkey] = _haproxy_tail(*rkey)
-        t_request, t_connect, t_response = record.t_request, record.t_connect, record.t_response
+            tail = tails[head] = _haproxy_tail(*head_text(head))
         if backend is not None:
             tw = "0"
             tc = t_connect * 1000 if t_connect >= 0 else (0 if t_response >= 0 else -1)
@@ -178,8 +184,8 @@ def haproxy_lines(
         append(  # %d truncates floats in C: cheaper than int() and an f-string (1.1 us against 1.6 per line)
             _HTTPLOG
             % (
-                record.client,
-                record.client_port,
+                client.decode(),
+                port,
                 stamp,
                 (accepted - whole) * 1000,
                 part,
@@ -187,24 +193,33 @@ def haproxy_lines(
                 tw,
                 tc,
                 t_response * 1000 if t_response >= 0 else -1,
-                record.seconds * 1000,
-                record.status,
-                record.bytes_sent,
-                record.termination,
+                seconds * 1000,
+                status,
+                sent,
+                termination,
                 count,
-                record.retries,
+                retries,
                 tail[0],
-                record.request_id,
+                ids.name(rid),
                 tail[1],
             )
         )
     return lines
 
 
+def _haproxy_shared(listener: str, service: str, backend: Backend | None, live: Live) -> tuple[str, str]:
+    """What lines of one listener, service and backend share: ``" frontend
+    service/server "`` and ``"ac/fc/bc/sc/"``."""
+    address = str(backend) if backend is not None else ""
+    conns = live.connections
+    count = f"{conns}/{conns}/{live.services.get(service, 0)}/{live.backends.get(address, 0)}/"
+    return _haproxy_part(listener, service, backend, live), count
+
+
 _HTTPLOG = '%s:%d [%s.%03d]%s%d/%s/%d/%d/%d %d %d - - %s-- %s%d 0/0 {%s} {%s} "%s"\n'
 
 
-def _haproxy_tail(method: str, target: str, version: str, host: str) -> tuple[str, str]:
+def _haproxy_tail(method: str, target: str, host: str, version: str) -> tuple[str, str]:
     """The Host block's text and the request line, escaped (``<BADREQ>`` without a method)."""
     if not method:
         request = target
@@ -377,15 +392,17 @@ class AccessLog:
         """Whether records must carry User-Agent and Referer."""
         return self.format in ("combined", "json")
 
-    def lines_for(self, batch: Iterable[RequestRecord | ConnectionRecord], live: Live, offset: float) -> list[str]:
-        """The lines of a batch; ``offset`` turns the balancer's clock into
-        wall-clock time (a record's ``start`` + offset: its accept date)."""
+    def lines_for(self, batch: Iterable[Capture | ConnectionRecord], live: Live, offset: float) -> list[str]:
+        """The lines of a batch (the exchange machine's captures, TCP mode's
+        records); ``offset`` turns the balancer's clock into wall-clock time
+        (a record's ``start`` + offset: its accept date)."""
         http, tcp, dates = self._http, self._tcp, self._dates
         now = self._wall()
         if http is None:
             return haproxy_lines(batch, offset, now, dates, live, self._monitor)
         lines = []
-        for record in batch:
+        for item in batch:
+            record = request_record(item, True) if isinstance(item, tuple) else item
             accepted = record.start + offset if record.start >= 0 else now - record.seconds
             if type(record) is RequestRecord:
                 if record.termination == "LR" and record.target == self._monitor:

@@ -1,15 +1,18 @@
 """Where records go: the observer a balancer's listeners call, and the batches after it.
 
-Owns: ``Observation``: the observer every ``Site`` (and TCP listener) of a
-balancer calls once per request or connection (``observer``: a list's
-``append`` when nothing else asked to see records, so that the request path
-pays one C call), and the batch work done off that path, every
+Owns: ``Observation``: the recorder every ``Site`` (and TCP listener) of a
+balancer calls once per request (with its ``Capture``) or connection (with
+its ``ConnectionRecord``) (``recorder``: a list's ``append`` when no
+embedding observer asked to see records, so that the request path pays one C
+call), ``user_recorder`` for an embedding observer alone, and the batch work
+done off that path, every
 ``FLUSH_SECONDS`` (and before statistics are read): the tally
 (``pylb.observe.stats``) and the access log's lines (formatted here, written
 from a thread). Must not know: the exchange machine, sockets.
 
-Invariants: a record reaches the tally and the log exactly once; a user's
-own observer is called at once, with the record, as before.
+Invariants: a capture or record reaches the tally and the log exactly once;
+an embedding observer is called at once, with the request's
+``RequestRecord``.
 """
 
 from __future__ import annotations
@@ -20,22 +23,22 @@ from typing import Any
 
 import trio
 
-from pylb.core.record import ConnectionRecord, RequestRecord
+from pylb.core.record import Capture, ConnectionRecord, request_record
 from pylb.observe.accesslog import AccessLog, Live
 from pylb.observe.stats import Tally
 
 # Records die young, before the GC moves them to older generations (measured: 2-3% less CPU per
 # request than every 0.25 s, and a smaller peak of memory).
 FLUSH_SECONDS = 0.05
-Record = RequestRecord | ConnectionRecord
+Record = Capture | ConnectionRecord
 
 
 class Observation:
     r"""Records in, tallies and log lines out. ``tally``: count them (the
     statistics' per-class figures and latency); ``log``: write them;
     ``user``: an observer of the embedding code's, called with each HTTP
-    record (TCP mode's ``ConnectionRecord``\ s go to ``connections``, which
-    only feeds the tally and the log);
+    request's ``RequestRecord`` (TCP mode's ``ConnectionRecord``\ s go to
+    ``connections``, which only feeds the tally and the log);
     ``live``: reads what the log's lines show that records do not carry."""
 
     def __init__(
@@ -53,14 +56,15 @@ class Observation:
         append = self.pending.append
         self.connections: Callable[[ConnectionRecord], None] = append  # TCP mode's records: never the user's
         if user is None:
-            self.observer: Callable[[Any], None] = append
+            self.recorder: Callable[[Capture], None] = append
         else:
+            agents = log is not None and log.wants_agents
 
-            def both(record: Record) -> None:
-                user(record)
-                append(record)
+            def both(capture: Capture) -> None:
+                user(request_record(capture, agents))
+                append(capture)
 
-            self.observer = both
+            self.recorder = both
 
     def flush(self) -> None:
         """Fold the records so far into the tally and the log's queue."""
@@ -106,6 +110,15 @@ class Observation:
         return f"<Observation pending={len(self.pending)} tally={self.tally is not None} log={self.log!r}>"
 
 
+def user_recorder(user: Callable[[Any], None]) -> Callable[[Capture], None]:
+    """A recorder that hands an embedding observer each request's record,
+    for a balancer that keeps no tally and writes no log."""
+
+    def record(capture: Capture) -> None:
+        user(request_record(capture))
+
+    return record
+
+
 async def _write(log: AccessLog) -> None:
     await trio.to_thread.run_sync(log.drain, abandon_on_cancel=True)
-

@@ -1,7 +1,7 @@
-"""What the balancer did, counted: per listener, service and backend.
+r"""What the balancer did, counted: per listener, service and backend.
 
-Owns: ``Tally``, which folds batches of records (``RequestRecord``,
-``ConnectionRecord``) into cells keyed by (listener, service, backend
+Owns: ``Tally``, which folds batches of records (the exchange machine's
+``Capture``\ s, ``RequestRecord``\ s, ``ConnectionRecord``\ s) into cells keyed by (listener, service, backend
 address): requests, responses by class (1xx-5xx), errors by class (see
 ``error_kind``), bytes both ways, retries, and a latency histogram on fixed
 bounds (``BOUNDS``: ten per decade from 0.1 ms to 100 s), from which p50 and
@@ -23,12 +23,12 @@ from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from pylb.core.record import ConnectionRecord, RequestRecord
+from pylb.core.record import Capture, ConnectionRecord, RequestRecord, duration
 
 # Latency bounds (seconds): the R10 series, ten per decade, 0.1 ms to 100 s; it holds the
 # usual Prometheus bounds (1, 2.5 and 5 of each decade) exactly.
 _R10 = (1.0, 1.25, 1.6, 2.0, 2.5, 3.15, 4.0, 5.0, 6.3, 8.0)
-BOUNDS: tuple[float, ...] = (*tuple(round(m * 10.0 ** e, 6) for e in range(-4, 2) for m in _R10), 100.0)
+BOUNDS: tuple[float, ...] = (*tuple(round(m * 10.0**e, 6) for e in range(-4, 2) for m in _R10), 100.0)
 EXPOSED = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0)
 """The bounds ``/metrics`` shows (Prometheus' usual ones): a subset of BOUNDS."""
 
@@ -80,29 +80,35 @@ class Tally:
         self.cells: dict[Key, list[int]] = {}
         self.records = 0
 
-    def add(self, batch: Iterable[RequestRecord | ConnectionRecord]) -> None:
+    def add(self, batch: Iterable[Capture | RequestRecord | ConnectionRecord]) -> None:
         cells = self.cells
         count = 0
         for record in batch:
             count += 1
-            backend = record.backend
-            key = (record.listener, record.service, str(backend) if backend is not None else "")
+            if type(record) is tuple:  # a request's capture (the common case): read by position
+                backend, status, bytes_out, bytes_in, timing, end, retries, termination = record[3:11]
+                listener, service, seconds = record[13], record[12], duration(timing, end)
+            elif type(record) is RequestRecord:
+                backend, status = record.backend, record.status
+                bytes_out, bytes_in = record.bytes_sent, record.bytes_received
+                listener, service, seconds = record.listener, record.service, record.seconds
+                retries, termination = record.retries, record.termination
+            else:  # a TCP connection: no status, no latency
+                assert isinstance(record, ConnectionRecord)
+                backend, status, bytes_out, bytes_in = record.backend, 0, record.bytes_out, record.bytes_in
+                listener, service, seconds = record.listener, record.service, -1.0
+                retries, termination = record.retries, record.termination
+            key = (listener, service, str(backend) if backend is not None else "")
             cell = cells.get(key)
             if cell is None:
                 cell = cells[key] = [0] * CELL
             cell[_REQ] += 1
-            cell[_RETRIES] += record.retries
-            termination = record.termination
-            if type(record) is RequestRecord:
-                status = record.status
+            cell[_RETRIES] += retries
+            cell[_IN] += bytes_in
+            cell[_OUT] += bytes_out
+            if seconds >= 0:
                 cell[_CLASS_INDEX.get(status // 100, 6)] += 1
-                cell[_IN] += record.bytes_received
-                cell[_OUT] += record.bytes_sent
-                cell[_HIST + bisect_left(BOUNDS, record.seconds)] += 1
-            else:
-                status = 0
-                cell[_IN] += record.bytes_in  # type: ignore[union-attr]
-                cell[_OUT] += record.bytes_out  # type: ignore[union-attr]
+                cell[_HIST + bisect_left(BOUNDS, seconds)] += 1
             if termination != "--":
                 kind = error_kind(termination, status)
                 if kind is not None:

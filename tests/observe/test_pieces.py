@@ -6,8 +6,10 @@ import os
 
 import pytest
 
+from pylb.core.http1 import parse_request
 from pylb.core.models import Backend
-from pylb.core.record import RequestRecord
+from pylb.core.record import Capture, request_record
+from pylb.core.requestid import RequestIds
 from pylb.observe.accesslog import PIPE_BUF, AccessLog, Live, chunks
 from pylb.observe.stats import BOUNDS, EXPOSED, Tally, error_kind, figures, percentile
 
@@ -48,19 +50,23 @@ def test_percentiles_fall_in_the_right_bucket() -> None:
     assert percentile([0] * len(counts), 0.5) is None
 
 
-def _record(status: int, seconds: float, termination: str = "--", backend: int = 1) -> RequestRecord:
-    return RequestRecord(
-        "127.0.0.1", "GET", "/", Backend("10.0.0.1", backend), status, 100, seconds,
-        listener="http:80", service="web", termination=termination, bytes_received=50,
+def _capture(status: int, seconds: float, termination: str = "--", backend: int = 1) -> Capture:
+    """What the exchange machine hands over for one request: its head read at 0.0, a reused
+    backend connection, the request forwarded at once and answered ``seconds`` later."""
+    head = parse_request(b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
+    timing = [0.0, 0.0, -1.0, -1.0, 0.0, seconds]
+    return (
+        b"127.0.0.1", 40000, head, Backend("10.0.0.1", backend), status, 100, 50, timing, seconds, 0, termination, 1,
+        "web", "http:80", RequestIds("t"),
     )  # fmt: skip
 
 
 def test_tallies_of_workers_add_up_to_one_tally_of_everything() -> None:
-    records = [_record(200, 0.002), _record(502, 0.01, "SH", 2), _record(404, 0.003), _record(200, 0.2, "CD")]
+    captures = [_capture(200, 0.002), _capture(502, 0.01, "SH", 2), _capture(404, 0.003), _capture(200, 0.2, "CD")]
     one, two, both = Tally(), Tally(), Tally()
-    one.add(records[:2])
-    two.add(records[2:])
-    both.add(records)
+    one.add(captures[:2])
+    two.add(captures[2:])
+    both.add(captures)
     merged = Tally()
     merged.merge(one.cells)
     merged.merge(two.cells)
@@ -69,6 +75,22 @@ def test_tallies_of_workers_add_up_to_one_tally_of_everything() -> None:
     assert total["records"] == 4 and total["bytes_out"] == 400 and total["bytes_in"] == 200
     assert total["responses"] == {"1xx": 0, "2xx": 2, "3xx": 0, "4xx": 1, "5xx": 1, "other": 0}
     assert total["errors"]["response"] == 1 and total["errors"]["client"] == 1
+    records = Tally()  # the records an embedding observer gets count the same as the captures they came from
+    records.add([request_record(capture) for capture in captures])
+    assert records.cells == both.cells
+
+
+def test_a_capture_becomes_the_record_of_its_request() -> None:
+    record = request_record(_capture(502, 0.25, "SH", 2))
+    assert (record.client, record.client_port, record.method, record.target, record.host) == (
+        "127.0.0.1", 40000, "GET", "/", "app.test",
+    )  # fmt: skip
+    assert (record.status, record.bytes_sent, record.bytes_received, record.backend) == (
+        502, 100, 50, Backend("10.0.0.1", 2),
+    )  # fmt: skip
+    assert (record.t_request, record.t_connect, record.t_response, record.seconds) == (0.0, -1.0, 0.25, 0.25)
+    assert (record.termination, record.request_id, record.listener, record.service) == ("SH", "t-1", "http:80", "web")
+    assert (record.user_agent, record.referer) == ("", "")
 
 
 def test_writes_end_on_a_line_and_fit_in_pipe_buf() -> None:
@@ -84,7 +106,7 @@ def test_a_reader_that_does_not_read_never_blocks_and_lines_are_counted_as_dropp
     os.set_blocking(write, False)
     try:
         log = AccessLog("haproxy", fd=write)
-        batch = [_record(200, 0.001) for _ in range(100)]
+        batch = [_capture(200, 0.001) for _ in range(100)]
         while log.dropped == 0:  # nobody drains: the queue fills to its limit, then lines are dropped
             log.queue(log.lines_for(batch, Live(), 0.0))
         assert log.lines > 0 and log.dropped >= 100
