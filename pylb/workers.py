@@ -259,7 +259,7 @@ async def _supervise(
             nursery.start_soon(_keep_alive, worker, config, fanout, stopping, figures)
         await stopping.wait()
         for sock in (s for w in workers for s in w.sockets):
-            sock.close()  # the workers close theirs while draining: new connections are refused
+            sock.close()  # (closed already when a signal stopped them)
         with trio.move_on_after(config.grace + 5):
             for worker in workers:
                 await worker.exited.wait()
@@ -337,6 +337,8 @@ async def _forward_signals(
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         task_status.started()
         async for signum in signals:
+            for sock in (s for w in workers for s in w.sockets):
+                sock.close()  # before the workers hear it: once they have closed theirs, the port refuses
             log.info("received %s, stopping %d workers", signal.Signals(signum).name, len(workers))
             for worker in workers:
                 if worker.process is not None and worker.process.pid is not None and worker.process.is_alive():
