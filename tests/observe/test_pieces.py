@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 
 import pytest
+import trio
 
 from pylb.core.http1 import parse_request
 from pylb.core.models import Backend
 from pylb.core.record import Capture, request_record
 from pylb.core.requestid import RequestIds
 from pylb.observe.accesslog import PIPE_BUF, AccessLog, Live, chunks
+from pylb.observe.hub import SLICE, Observation
 from pylb.observe.stats import BOUNDS, EXPOSED, Tally, error_kind, figures, percentile
 
 
@@ -50,14 +54,14 @@ def test_percentiles_fall_in_the_right_bucket() -> None:
     assert percentile([0] * len(counts), 0.5) is None
 
 
-def _capture(status: int, seconds: float, termination: str = "--", backend: int = 1) -> Capture:
+def _capture(status: int, seconds: float, termination: str = "--", backend: int = 1, number: int = 1) -> Capture:
     """What the exchange machine hands over for one request: its head read at 0.0, a reused
     backend connection, the request forwarded at once and answered ``seconds`` later."""
     head = parse_request(b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n")
     timing = [0.0, 0.0, -1.0, -1.0, 0.0, seconds]
     return (
-        b"127.0.0.1", 40000, head, Backend("10.0.0.1", backend), status, 100, 50, timing, seconds, 0, termination, 1,
-        "web", "http:80", RequestIds("t"),
+        b"127.0.0.1", 40000, head, Backend("10.0.0.1", backend), status, 100, 50, timing, seconds, 0, termination,
+        number, "web", "http:80", RequestIds("t"),
     )  # fmt: skip
 
 
@@ -113,3 +117,30 @@ def test_a_reader_that_does_not_read_never_blocks_and_lines_are_counted_as_dropp
     finally:
         os.close(read)
         os.close(write)
+
+
+async def test_lines_keep_their_order_when_statistics_are_read_between_slices(tmp_path: Path) -> None:
+    """The flush task folds a batch a slice at a time; a reader of statistics
+    folding the rest meanwhile must neither lose a line nor reorder them."""
+    fd = os.open(tmp_path / "log", os.O_WRONLY | os.O_CREAT)
+    try:
+        observation = Observation(Tally(), AccessLog("haproxy", fd=fd))
+        numbers = iter(range(1, 10 * SLICE))
+        for _ in range(3 * SLICE):
+            observation.recorder(_capture(200, 0.001, number=next(numbers)))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(observation.run)
+            while observation.flushes == 0:  # the task folded its first slice and let others run
+                await trio.sleep(0)
+            assert observation.flushes == 1
+            for _ in range(SLICE):
+                observation.recorder(_capture(200, 0.001, number=next(numbers)))
+            observation.flush()  # what Balancer.statistics() does
+            assert observation.tally is not None and observation.tally.records == 4 * SLICE
+            nursery.cancel_scope.cancel()
+        observation.close()
+    finally:
+        os.close(fd)
+    text = (tmp_path / "log").read_text()
+    ids = [int(found, 16) for found in re.findall(r"\{t-([0-9a-f]+)\}", text)]
+    assert ids == list(range(1, 4 * SLICE + 1))
