@@ -25,10 +25,10 @@ from dataclasses import asdict
 from pathlib import Path
 from types import FrameType
 
-from benchmarks import report
+from benchmarks import report, servers
 from benchmarks.cases import CASES, CASES_BY_NAME, PROXIES, SLICES, Bench, Case, run_case, slice_seconds
 from benchmarks.procs import LOAD_CPU, PROXY_CPU, Procs, load_average, pin_self, raise_nofile
-from benchmarks.servers import PylbInfo, probe_pylb, start_backends, start_stream_backend
+from benchmarks.servers import PylbInfo, other_checkout, probe_pylb, start_backends, start_stream_backend
 from benchmarks.tls import write_certificate
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -53,6 +53,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="NAME=VALUE",
         help="run pylb with this environment variable (repeatable): LOG_FORMAT=haproxy measures pylb with its "
         "access log on (the lines go to pylb's log file in the temp dir)",
+    )
+    parser.add_argument(
+        "--tree",
+        metavar="DIR",
+        help="run pylb from this checkout (another version of it, such as a git worktree of an older commit) "
+        "with this harness and its cases; default: the checkout this script is in",
     )
     return parser.parse_args(argv)
 
@@ -133,6 +139,7 @@ def run_all(args: argparse.Namespace, cases: list[Case], proxies: list[str]) -> 
         "proxies": proxies,
         "pylb": asdict(pylb),
         "pylb_env": list(args.pylb_env),
+        "pylb_tree": str(servers.PYLB_ROOT),
         "load_average_at_start": load,
     }
     tmp = Path(tempfile.mkdtemp(prefix="pylb-bench-"))
@@ -184,6 +191,20 @@ def main(argv: list[str] | None = None) -> int:
         print("cannot run the benchmark; missing:", file=sys.stderr)
         for item in missing:
             print(f"  - {item}", file=sys.stderr)
+        return 2
+    if args.tree is not None:
+        try:
+            servers.use_tree(Path(args.tree))
+        except ValueError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+    other = other_checkout(os.environ.get("PYTHONPATH"))
+    if other is not None:
+        print(
+            f"PYTHONPATH names another pylb checkout ({other}), but pylb runs from {servers.PYLB_ROOT}: "
+            f"measure it with --tree {other}",
+            file=sys.stderr,
+        )
         return 2
     proxies = [p for p in args.proxies.split(",") if p]
     if not proxies or not set(proxies) <= set(PROXIES):

@@ -31,6 +31,15 @@ Mode = Literal["http", "tcp"]
 Splice = Literal["auto", "forced"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+PYLB_ROOT = REPO_ROOT  # the checkout pylb runs from (run.py --tree: another version, same harness)
+
+
+def use_tree(tree: Path) -> None:
+    """Run pylb from ``tree`` (a checkout with a ``pylb`` package) instead of this one."""
+    global PYLB_ROOT
+    if not (tree / "pylb" / "__init__.py").is_file():
+        raise ValueError(f"--tree {tree}: no pylb package there (give a checkout of pylb, such as a git worktree)")
+    PYLB_ROOT = tree.resolve()
 SMALL_BODY = (b"pylb benchmark " * 7)[:100]  # exactly 100 bytes
 BIG_BYTES = 1024 * 1024
 UPLOAD_BYTES = 10 * 1024 * 1024
@@ -355,7 +364,7 @@ def probe_pylb() -> PylbInfo:
             capture_output=True,
             text=True,
             timeout=60,
-            cwd=REPO_ROOT,
+            cwd=PYLB_ROOT,
             env=pylb_env(),
             check=False,
         )
@@ -367,9 +376,20 @@ def probe_pylb() -> PylbInfo:
     return PylbInfo(True, "", "--workers" in done.stdout, "--maxconn" in done.stdout)
 
 
+def other_checkout(pythonpath: str | None) -> Path | None:
+    """A pylb checkout other than the one pylb runs from named by PYTHONPATH: the benchmark would not
+    run it (PYLB_ROOT comes first), so a comparison of two versions made that way compares one with
+    itself. `run.py --tree` names the checkout to run."""
+    for entry in (pythonpath or "").split(os.pathsep):
+        path = Path(entry)
+        if entry and (path / "pylb" / "__init__.py").is_file() and path.resolve() != PYLB_ROOT:
+            return path
+    return None
+
+
 def pylb_env() -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(PYLB_ROOT), env.get("PYTHONPATH")) if p)
     return env
 
 
@@ -416,7 +436,7 @@ def start_proxy(
     else:
         raise ValueError(f"unknown proxy {proxy!r}")
     label = f"{proxy}-{frontend.mode}{'-tls' if frontend.tls else ''}"
-    proc = procs.start(label, argv, PROXY_CPU, env=env, cwd=REPO_ROOT)
+    proc = procs.start(label, argv, PROXY_CPU, env=env, cwd=PYLB_ROOT)
     try:
         wait_port(proc, port, READY_DEADLINE_S)
     except StartError as exc:

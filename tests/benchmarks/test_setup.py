@@ -188,3 +188,23 @@ def test_wrk_sends_browser_like_heads_no_two_alike(tmp_path: Path) -> None:
     for name in ("Cookie", "X-Request-Id", "Referer"):
         values = [re.search(rf"\r\n{name}: ([^\r]*)", head.decode()).group(1) for head in heads]  # type: ignore[union-attr]
         assert len(set(values)) >= len(values) - 1  # the Referer repeats once per connection, at its start
+
+
+def test_a_pythonpath_naming_another_checkout_is_refused_not_silently_ignored(tmp_path: Path) -> None:
+    """pylb runs from the checkout the benchmark lives in (or --tree's): PYTHONPATH=<other checkout>
+    would measure this one under the other's name, so the run stops and says how to measure it."""
+    other = tmp_path / "other"
+    (other / "pylb").mkdir(parents=True)
+    (other / "pylb" / "__init__.py").write_text("")
+    env = dict(os.environ, PYTHONPATH=str(other))
+    done = subprocess.run(
+        [sys.executable, "benchmarks/run.py", "--cases", "small_keepalive"],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert f"PYTHONPATH names another pylb checkout ({other})" in done.stderr
+    assert f"measure it with --tree {other}" in done.stderr
