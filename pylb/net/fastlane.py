@@ -428,7 +428,7 @@ class FastLane:
                 tls = c.tls
                 if tls is not None:
                     try:
-                        tls.obj.write(out)  # TlsSession.encrypt, in short
+                        tls.raw.write(out)  # TlsSession.encrypt, in short
                     except (ssl.SSLError, OSError):
                         action = x.client_lost()
                         continue
