@@ -104,10 +104,11 @@ def closest(name: str, known: Collection[str]) -> str | None:
     for candidate in sorted(known):
         if upper == candidate:
             return candidate
-        if len(name) < 5:
-            continue
+        allowed = 2 if len(candidate) >= 10 else 1
+        if len(name) < 5 or abs(len(candidate) - len(upper)) > allowed:
+            continue  # (an edit changes the length by one at most: no need to count them)
         distance = edit_distance(upper, candidate)
-        if distance <= (2 if len(candidate) >= 10 else 1) and (best is None or distance < best[0]):
+        if distance <= allowed and (best is None or distance < best[0]):
             best = (distance, candidate)
     return best[1] if best else None
 
