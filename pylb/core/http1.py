@@ -543,7 +543,7 @@ def _h11_verdict(raw: bytes, role: type[h11.SERVER], fallback: str) -> str:
     try:
         conn.next_event()
     except h11.RemoteProtocolError as exc:
-        return str(exc)
+        return _readable(str(exc))
     if b"\n " in raw or b"\n\t" in raw:
         return "obsolete line folding (obs-fold) in header"
     if re.search(rb"[\x00-\x08\x0a-\x1f\x7f]", raw.replace(b"\r\n", b"")):
@@ -551,6 +551,25 @@ def _h11_verdict(raw: bytes, role: type[h11.SERVER], fallback: str) -> str:
     if re.match(rb"[^ ]+ [^ ]+ HTTP/", raw) and not raw.startswith(b"HTTP") and b"HTTP/1." not in raw[: MAX_URL + 64]:
         return "unsupported HTTP version"
     return fallback
+
+
+_H11_BYTES_RE = re.compile(r"(.*?):? bytearray\(b(['\"])(.*)\2\)$", re.DOTALL)
+_SHOWN = 100  # characters of a refused line a verdict quotes
+
+
+def _readable(message: str) -> str:
+    """h11's verdict for a log line: ``illegal request line: 'GET /\\x01
+    HTTP/1.1'`` rather than ``bytearray(b'...')``, cut to ``_SHOWN``
+    characters; of a bad header line only the field's name (its value may
+    be a credential: an Authorization or Cookie line)."""
+    match = _H11_BYTES_RE.match(message)
+    if match is None:
+        return message
+    what, quote, text = match.groups()  # text: as repr() escaped it, between its quotes
+    if what == "illegal header line":
+        name = text.partition(":")[0]
+        return f"illegal header line (field {name[:40]!r}{'...' if len(name) > 40 else ''}; its value is not logged)"
+    return f"{what}: {quote}{text[:_SHOWN]}{quote}{'...' if len(text) > _SHOWN else ''}"
 
 
 _AGENTS_RE = re.compile(rb"\r\n(user-agent|referer)[ \t]*:[ \t]*([^\r\n]*?)[ \t]*(?=\r\n)", re.IGNORECASE)

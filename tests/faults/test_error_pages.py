@@ -118,3 +118,28 @@ async def test_no_backend_is_a_plain_503(lanes: bool) -> None:
         async with balancer([], lanes) as lb:
             page = await _error_page(port_of(lb.url))
     _assert_says_no_more(page, 503, None)
+
+
+@pytest.mark.parametrize("lanes", [True, False], ids=["lanes", "tasks"])
+async def test_a_refused_head_is_logged_readably_and_never_with_a_header_value(
+    lanes: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The log line of a 400 says what was wrong in plain words (not h11's ``bytearray(b'...')``);
+    for a bad header line, only the field's name: a malformed ``Authorization :`` line must not put
+    the credential in the log."""
+    caplog.set_level("INFO", logger="pylb")
+    heads = [
+        b"GET / HTTP/1.1\r\nHost: a.test\r\nAuthorization : Bearer s3cr3t-t0ken\r\n\r\n",
+        b"GET /\x01 HTTP/1.1\r\nHost: a.test\r\n\r\n",
+    ]
+    with trio.fail_after(GUARD):
+        async with balancer([], lanes) as lb:
+            for head in heads:
+                async with await Peer.connect(port_of(lb.url)) as peer:
+                    await peer.send(head)
+                    assert (await peer.read_head()).startswith(b"HTTP/1.1 400 ")
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("400 ")]
+    assert len(lines) == 2, lines
+    assert all("bytearray" not in line and "s3cr3t" not in line for line in lines), lines
+    assert lines[0].endswith("illegal header line (field 'Authorization '; its value is not logged)"), lines
+    assert lines[1].endswith("illegal request line: 'GET /\\x01 HTTP/1.1'"), lines
