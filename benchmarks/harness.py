@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             print(exc, file=sys.stderr)
             return 2
-    other = other_checkout(os.environ.get("PYTHONPATH"))
+    other = other_checkout(os.environ.get("PYTHONPATH")) if args.tree is None else None  # --tree comes first
     if other is not None:
         print(
             f"PYTHONPATH names another pylb checkout ({other}), but pylb runs from {servers.PYLB_ROOT}: "

@@ -553,23 +553,31 @@ def _h11_verdict(raw: bytes, role: type[h11.SERVER], fallback: str) -> str:
     return fallback
 
 
-_H11_BYTES_RE = re.compile(r"(.*?):? bytearray\(b(['\"])(.*)\2\)$", re.DOTALL)
-_SHOWN = 100  # characters of a refused line a verdict quotes
+_H11_BYTES = " bytearray(b"  # how h11 quotes the line it refuses: bytearray(b'...')
+_SHOWN = 100  # characters (or escapes) of a refused line a verdict quotes
+_REPR_UNIT_RE = re.compile(r"\\x[0-9a-f]{2}|\\.|.", re.DOTALL)  # one character of a repr, escapes whole
+_FIELD_NAME_RE = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+)[ \t]*:")  # a token, then the colon
 
 
 def _readable(message: str) -> str:
     """h11's verdict for a log line: ``illegal request line: 'GET /\\x01
     HTTP/1.1'`` rather than ``bytearray(b'...')``, cut to ``_SHOWN``
-    characters; of a bad header line only the field's name (its value may
-    be a credential: an Authorization or Cookie line)."""
-    match = _H11_BYTES_RE.match(message)
-    if match is None:
+    characters; of a bad header line only the field's name, and only when
+    a colon follows it (anything else may be a credential: an
+    ``Authorization`` or ``Cookie`` line gone wrong)."""
+    at = message.find(_H11_BYTES)
+    rest = message[at + len(_H11_BYTES) :]
+    if at < 0 or len(rest) < 3 or rest[0] not in "'\"" or not rest.endswith(rest[0] + ")"):
         return message
-    what, quote, text = match.groups()  # text: as repr() escaped it, between its quotes
+    what, quote, text = message[:at].rstrip(":"), rest[0], rest[1:-2]  # text: as repr() escaped it
     if what == "illegal header line":
-        name = text.partition(":")[0]
-        return f"illegal header line (field {name[:40]!r}{'...' if len(name) > 40 else ''}; its value is not logged)"
-    return f"{what}: {quote}{text[:_SHOWN]}{quote}{'...' if len(text) > _SHOWN else ''}"
+        name = _FIELD_NAME_RE.match(text)
+        if name is None:
+            return "illegal header line (no field name before a colon; the line is not logged)"
+        return f"illegal header line (field '{name.group(1)[:40]}'; its value is not logged)"
+    units = _REPR_UNIT_RE.findall(text)
+    shown = "".join(units[:_SHOWN])
+    return f"{what}: {quote}{shown}{quote}{'...' if len(units) > _SHOWN else ''}"
 
 
 _AGENTS_RE = re.compile(rb"\r\n(user-agent|referer)[ \t]*:[ \t]*([^\r\n]*?)[ \t]*(?=\r\n)", re.IGNORECASE)

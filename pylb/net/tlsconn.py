@@ -50,7 +50,9 @@ class TlsSession:
         # Reads and writes go to the C object under ssl.SSLObject: its read, write and pending are
         # Python methods that only call it (three calls per request saved; the same object when a
         # Python without ``_sslobj`` comes).
-        self.raw: Any = getattr(self.obj, "_sslobj", self.obj)
+        # (Not when a context's ``sslobject_class`` is a subclass: its own methods are called.)
+        raw = getattr(self.obj, "_sslobj", None) if type(self.obj) is ssl.SSLObject else None
+        self.raw: Any = raw if raw is not None else self.obj
         self.handshaken = False
         self.eof = False  # the client sent close_notify
 

@@ -131,6 +131,8 @@ async def test_a_refused_head_is_logged_readably_and_never_with_a_header_value(
     heads = [
         b"GET / HTTP/1.1\r\nHost: a.test\r\nAuthorization : Bearer s3cr3t-t0ken\r\n\r\n",
         b"GET /\x01 HTTP/1.1\r\nHost: a.test\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: a.test\r\nAuthorization Bearer s3cr3t-t0ken\r\n\r\n",  # no colon at all
+        b"GET / HTTP/1.1\r\nHost: a.test\r\nCookie=s3cr3t=abc:1\r\n\r\n",  # a colon, after the value
     ]
     with trio.fail_after(GUARD):
         async with balancer([], lanes) as lb:
@@ -139,7 +141,9 @@ async def test_a_refused_head_is_logged_readably_and_never_with_a_header_value(
                     await peer.send(head)
                     assert (await peer.read_head()).startswith(b"HTTP/1.1 400 ")
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("400 ")]
-    assert len(lines) == 2, lines
+    assert len(lines) == 4, lines
     assert all("bytearray" not in line and "s3cr3t" not in line for line in lines), lines
-    assert lines[0].endswith("illegal header line (field 'Authorization '; its value is not logged)"), lines
+    assert lines[0].endswith("illegal header line (field 'Authorization'; its value is not logged)"), lines
     assert lines[1].endswith("illegal request line: 'GET /\\x01 HTTP/1.1'"), lines
+    nameless = "illegal header line (no field name before a colon; the line is not logged)"
+    assert lines[2].endswith(nameless) and lines[3].endswith(nameless), lines
