@@ -151,6 +151,7 @@ class Case:
     tls: bool = False  # both proxies terminate TLS (the run's ECDSA P-256 certificate)
     splice: Splice = "auto"  # HAProxy's splicing: automatic, or forced for every transfer
     latency: LatencyKind | None = None  # one user's requests timed one by one instead of a wrk run
+    access_log: bool = False  # both proxies write an access log line per request (servers.Frontend)
     targets: tuple[Target, ...] = ()
 
     @property
@@ -175,7 +176,7 @@ class Case:
         return self.latency == "stream"
 
     def frontend(self, cert: Path) -> Frontend:
-        return Frontend(self.mode, cert if self.tls else None, self.splice)
+        return Frontend(self.mode, cert if self.tls else None, self.splice, access_log=self.access_log)
 
 
 CASES: tuple[Case, ...] = (
@@ -203,6 +204,15 @@ CASES: tuple[Case, ...] = (
         path="/app/",
         browser=True,
         targets=(Target("req_s", ">=", 0.7), Target("cpu_us_per_req", "<=", 1.5)),
+    ),
+    Case(
+        "small_keepalive_log",
+        "http",
+        "small_keepalive with each proxy's access log on, to its standard output (a file here): HAProxy's "
+        "`option httplog` capturing Host and X-Request-Id, pylb's LOG_FORMAT=haproxy (the same line; the "
+        "image's default). With small_keepalive in the same run, the notes give each proxy's cost of its log",
+        access_log=True,
+        targets=(Target("req_s", ">=", 0.5), Target("cpu_us_per_req", "<=", 2.0)),
     ),
     Case(
         "small_close",

@@ -224,8 +224,35 @@ def _haproxy_note(rep: CaseReport) -> list[str]:
     return notes
 
 
-def _notes(reports: list[CaseReport]) -> list[str]:
+LOG_COST_TARGET = 0.10
+"""pylb's access log: at most this much more CPU per request than without it."""
+
+
+def _log_cost_notes(reports: list[CaseReport]) -> list[str]:
+    """What each proxy's access log costs: CPU per request of an access-log case against the same
+    case without the log (`small_keepalive_log` against `small_keepalive`), when both ran."""
+    by_name = {rep.case.name: rep for rep in reports}
     notes = []
+    for rep in reports:
+        plain = by_name.get(rep.case.name.removesuffix("_log")) if rep.case.access_log else None
+        if plain is None:
+            continue
+        costs = {}
+        for proxy in (BASE, CANDIDATE):
+            on, off = rep.value(proxy, "cpu_us_per_req"), plain.value(proxy, "cpu_us_per_req")
+            costs[proxy] = on / off - 1 if on is not None and off else None
+        pylb = costs[CANDIDATE]
+        verdict = "not measured" if pylb is None else "met" if pylb <= LOG_COST_TARGET else "**not met**"
+        said = ", ".join(f"{proxy} {'n/a' if c is None else f'{c:+.0%}'}" for proxy, c in costs.items())
+        notes.append(
+            f"- access log cost, CPU per request (`{rep.case.name}` against `{plain.case.name}`, same run): "
+            f"{said}; pylb's target, at most {LOG_COST_TARGET:+.0%}: {verdict}"
+        )
+    return notes
+
+
+def _notes(reports: list[CaseReport]) -> list[str]:
+    notes = _log_cost_notes(reports)
     for rep in reports:
         notes += _tls_note(rep)
         notes += _haproxy_note(rep)

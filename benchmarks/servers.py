@@ -207,7 +207,7 @@ global
     maxconn {maxconn}
     no strict-limits
     stats socket {stats} mode 600 level admin
-
+{global_log}
 defaults
     mode {mode}
     timeout connect 5s
@@ -217,7 +217,7 @@ defaults
 frontend bench
     bind 127.0.0.1:{port}{bind_options}
     maxconn {maxconn}
-    default_backend backends
+{frontend_log}    default_backend backends
 
 backend backends
     balance roundrobin
@@ -227,6 +227,10 @@ _HAPROXY_MODE_OPTIONS = {
     "http": "    timeout http-keep-alive 120s\n    option forwardfor\n    http-reuse {reuse}\n",
     "tcp": "",
 }
+_HAPROXY_HTTPLOG = (
+    "    log global\n    option httplog\n    capture request header Host len 64\n"
+    "    capture response header X-Request-Id len 64\n"
+)
 _HAPROXY_SPLICE_OPTIONS = {
     "auto": "    option splice-auto\n",
     "forced": "    option splice-request\n    option splice-response\n",
@@ -244,6 +248,9 @@ class Frontend:
     # the conformance suite runs HAProxy's default, `safe`: a client's first request never goes on a
     # connection the backend may be closing)
     reuse: str = "always"
+    # Each proxy's access log on, to its standard output (a file here): HAProxy's `option httplog`
+    # with Host and X-Request-Id captured, pylb's LOG_FORMAT=haproxy (the same line, field for field)
+    access_log: bool = False
 
     @property
     def tls(self) -> bool:
@@ -258,6 +265,8 @@ def haproxy_config(tmp: Path, frontend: Frontend, port: int, backends: Sequence[
     """The HAProxy configuration for `frontend` on `port`, forwarding to `backends`."""
     if frontend.tls and frontend.mode != "http":
         raise ValueError("TLS is terminated in http mode only")
+    if frontend.access_log and frontend.mode != "http":
+        raise ValueError("the access-log cases are in http mode")
     bind_options = f" ssl crt {frontend.cert} alpn http/1.1" if frontend.cert is not None else ""
     return _HAPROXY_CONF.format(
         mode=frontend.mode,
@@ -268,6 +277,8 @@ def haproxy_config(tmp: Path, frontend: Frontend, port: int, backends: Sequence[
         stats=haproxy_stats_socket(tmp, port),
         servers="\n".join(f"    server {b.name} 127.0.0.1:{b.port}" for b in backends),
         maxconn=MAXCONN,
+        global_log="    log stdout format raw local0\n" if frontend.access_log else "",
+        frontend_log=_HAPROXY_HTTPLOG if frontend.access_log else "",
     )
 
 
@@ -433,6 +444,8 @@ def start_proxy(
         if not pylb.available:
             raise ProxyUnavailable(f"pylb not available: {pylb.reason}")
         argv, env = pylb_argv(pylb, frontend, port, backends), pylb_env()
+        if frontend.access_log:
+            env["LOG_FORMAT"] = "haproxy"
     else:
         raise ValueError(f"unknown proxy {proxy!r}")
     label = f"{proxy}-{frontend.mode}{'-tls' if frontend.tls else ''}"

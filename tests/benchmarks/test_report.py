@@ -90,3 +90,19 @@ def test_the_splice_note(case: str, pipes: tuple[str, str], said: str) -> None:
     results = {"haproxy": Outcome({"mib_s": 1.0}, info), "pylb": Outcome({"mib_s": 1.0})}
     text = report.markdown(RUN, [report.CaseReport(CASES_BY_NAME[case], results)])
     assert f"- `{case}` haproxy: {said}" in text
+
+
+def test_the_access_log_cost_is_said_when_both_cases_ran() -> None:
+    def outcome(cpu: float) -> Outcome:
+        return Outcome({"req_s": 1000.0, "cpu_us_per_req": cpu, "errors": 0.0})
+
+    plain = report.CaseReport(CASES_BY_NAME["small_keepalive"], {"haproxy": outcome(12.0), "pylb": outcome(20.0)})
+    logged = report.CaseReport(CASES_BY_NAME["small_keepalive_log"], {"haproxy": outcome(13.2), "pylb": outcome(26.0)})
+    text = report.markdown(RUN, [plain, logged])
+    assert (
+        "- access log cost, CPU per request (`small_keepalive_log` against `small_keepalive`, same run): "
+        "haproxy +10%, pylb +30%; pylb's target, at most +10%: **not met**"
+    ) in text
+    cheap = report.CaseReport(CASES_BY_NAME["small_keepalive_log"], {"haproxy": outcome(13.2), "pylb": outcome(21.0)})
+    assert "pylb +5%; pylb's target, at most +10%: met" in report.markdown(RUN, [plain, cheap])
+    assert "access log cost" not in report.markdown(RUN, [logged])  # nothing to compare it with

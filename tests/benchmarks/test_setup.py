@@ -74,7 +74,12 @@ def test_the_certificate_is_one_pem_with_an_ecdsa_p256_key(cert: Path) -> None:
     [
         ("https_keepalive", ["ssl crt ", "alpn http/1.1", "option splice-auto"], ["splice-request"]),
         ("tcp_bulk", ["mode tcp", "option splice-request", "option splice-response"], ["splice-auto", "ssl crt"]),
-        ("small_keepalive", ["mode http", "option splice-auto", "http-reuse always"], ["ssl crt"]),
+        ("small_keepalive", ["mode http", "option splice-auto", "http-reuse always"], ["ssl crt", "httplog"]),
+        (
+            "small_keepalive_log",
+            ["log stdout format raw", "option httplog", "capture request header Host", "capture response header"],
+            ["ssl crt"],
+        ),
     ],
 )
 def test_haproxy_accepts_the_generated_config(
