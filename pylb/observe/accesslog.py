@@ -433,21 +433,25 @@ class AccessLog:
             self._queued += size
             self.lines += len(lines)
 
-    def claim(self) -> bool:
+    def wants_writer(self) -> bool:
         """True when lines wait and no writer runs: the caller then runs
         ``drain`` (in a thread)."""
         with self._lock:
-            if self._writing or not self._queue:
-                return False
-            self._writing = True
-            return True
+            return bool(self._queue) and not self._writing
 
     def pending_bytes(self) -> int:
         with self._lock:
             return self._queued + (1 if self._writing else 0)
 
     def drain(self) -> None:
-        """Write everything queued (blocking: run it in a thread, after ``claim``)."""
+        """Write everything queued (blocking: run it in a thread); returns at
+        once when another writer is at it. The writer's role is taken here,
+        where the writing starts: a thread that never ran (its task was
+        cancelled first) holds nothing, and its lines wait for the next one."""
+        with self._lock:
+            if self._writing:
+                return
+            self._writing = True
         while True:
             with self._lock:
                 if not self._queue:

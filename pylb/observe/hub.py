@@ -57,6 +57,7 @@ class Observation:
         self.live = live
         self.pending: list[Record] = []
         self._slices: deque[list[Record]] = deque()  # taken from pending, not folded yet (in order)
+        self._writer = False  # a writer task is started and not done
         self.flushes = 0
         append = self.pending.append
         self.connections: Callable[[ConnectionRecord], None] = append  # TCP mode's records: never the user's
@@ -105,12 +106,19 @@ class Observation:
                 await trio.sleep(FLUSH_SECONDS)
                 self._take()
                 while True:  # (a reader of statistics may have folded the records: their lines wait all the same)
-                    if log is not None and log.claim():
-                        nursery.start_soon(_write, log)
+                    if log is not None and not self._writer and log.wants_writer():
+                        self._writer = True
+                        nursery.start_soon(self._write, log)
                     if not slices:
                         break
                     self._fold(slices.popleft())
                     await trio.sleep(0)
+
+    async def _write(self, log: AccessLog) -> None:
+        try:
+            await trio.to_thread.run_sync(log.drain, abandon_on_cancel=True)
+        finally:
+            self._writer = False  # (a thread abandoned on cancel may still write: drain holds the role)
 
     def close(self) -> None:
         """The last flush, and the log written out (blocking, briefly)."""
@@ -120,9 +128,7 @@ class Observation:
             return
         deadline = time.monotonic() + 2.0
         while time.monotonic() < deadline:
-            if log.claim():
-                log.drain()
-                return
+            log.drain()  # (returns at once while a writer thread is at it)
             if not log.pending_bytes():
                 return
             time.sleep(0.01)  # a writer thread is still at it
@@ -139,7 +145,3 @@ def user_recorder(user: Callable[[Any], None]) -> Callable[[Capture], None]:
         user(request_record(capture))
 
     return record
-
-
-async def _write(log: AccessLog) -> None:
-    await trio.to_thread.run_sync(log.drain, abandon_on_cancel=True)
