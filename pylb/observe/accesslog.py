@@ -143,28 +143,20 @@ def haproxy_lines(
     shared: dict[tuple[str, str, int], tuple[str, str]] = {}
     tails: dict[Head | None, tuple[str, str]] = {}  # a head -> its Host block and request line
     second, stamp = -1, ""
-    for capture in batch:
-        if type(capture) is not tuple:  # a TCP connection's record
-            record: ConnectionRecord = capture  # type: ignore[assignment]
-            start = record.start
-            accepted = start + offset if start >= 0 else now - record.seconds
-            whole = int(accepted)
-            if whole != second:
-                second, stamp = whole, dates.haproxy_second(whole)
-            key = (record.listener, record.service, id(record.backend))
-            both = shared.get(key)
-            if both is None:
-                both = shared[key] = _haproxy_shared(record.listener, record.service, record.backend, live)
-            part, count = both
-            append(haproxy_tcp_line(record, f"{stamp}.{int((accepted - whole) * 1000):03d}", part, count))
-            continue
-        client, port, head, backend, status, sent, _, timing, end, retries, termination, rid, service, listener, ids = (
-            capture
-        )
-        if termination == "LR" and monitor and head_text(head)[1] == monitor:
-            continue  # the monitor URI: never logged, as HAProxy's monitor
-        start, t_request, t_connect, t_response, seconds = phases(timing, end)
-        accepted = start + offset
+    for item in batch:
+        tcp = type(item) is not tuple
+        if tcp:  # a TCP connection's record
+            record: ConnectionRecord = item  # type: ignore[assignment]
+            accepted = record.start + offset if record.start >= 0 else now - record.seconds
+            listener, service, backend = record.listener, record.service, record.backend
+        else:
+            capture: Capture = item  # type: ignore[assignment]
+            (client, port, head, backend, status, sent, _, timing, end, retries, termination, rid, service,
+             listener, ids) = capture  # fmt: skip
+            if termination == "LR" and monitor and head_text(head)[1] == monitor:
+                continue  # the monitor URI: never logged, as HAProxy's monitor
+            start, t_request, t_connect, t_response, seconds = phases(timing, end)
+            accepted = start + offset
         whole = int(accepted)
         if whole != second:
             second, stamp = whole, dates.haproxy_second(whole)
@@ -173,6 +165,9 @@ def haproxy_lines(
         if both is None:
             both = shared[key] = _haproxy_shared(listener, service, backend, live)
         part, count = both
+        if tcp:
+            append(haproxy_tcp_line(record, f"{stamp}.{int((accepted - whole) * 1000):03d}", part, count))
+            continue
         tail = tails.get(head)
         if tail is None:
             tail = tails[head] = _haproxy_tail(*head_text(head))

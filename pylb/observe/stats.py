@@ -1,11 +1,11 @@
 r"""What the balancer did, counted: per listener, service and backend.
 
 Owns: ``Tally``, which folds batches of records (the exchange machine's
-``Capture``\ s, ``RequestRecord``\ s, ``ConnectionRecord``\ s) into cells keyed by (listener, service, backend
-address): requests, responses by class (1xx-5xx), errors by class (see
-``error_kind``), bytes both ways, retries, and a latency histogram on fixed
-bounds (``BOUNDS``: ten per decade from 0.1 ms to 100 s), from which p50 and
-p99 are read and which Prometheus exposes; ``present``, which turns tallies
+``Capture``\ s, TCP mode's ``ConnectionRecord``\ s) into cells keyed by
+(listener, service, backend address): requests, responses by class
+(1xx-5xx), errors by class (see ``error_kind``), bytes both ways, retries,
+and a latency histogram on fixed bounds (``BOUNDS``: ten per decade from
+0.1 ms to 100 s), from which p50 and p99 are read and which Prometheus exposes; ``present``, which turns tallies
 and the live state of one balancer or of several workers (``report`` of
 each) into the statistics every view shows (``Balancer.statistics()``,
 ``/stats.json``, the page, ``/metrics``). Must not know: sockets, trio, how
@@ -23,7 +23,7 @@ from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from pylb.core.record import Capture, ConnectionRecord, RequestRecord, duration
+from pylb.core.record import Capture, ConnectionRecord, duration
 
 # Latency bounds (seconds): the R10 series, ten per decade, 0.1 ms to 100 s; it holds the
 # usual Prometheus bounds (1, 2.5 and 5 of each decade) exactly.
@@ -80,21 +80,15 @@ class Tally:
         self.cells: dict[Key, list[int]] = {}
         self.records = 0
 
-    def add(self, batch: Iterable[Capture | RequestRecord | ConnectionRecord]) -> None:
+    def add(self, batch: Iterable[Capture | ConnectionRecord]) -> None:
         cells = self.cells
         count = 0
         for record in batch:
             count += 1
-            if type(record) is tuple:  # a request's capture (the common case): read by position
+            if isinstance(record, tuple):  # a request's capture (the common case): read by position
                 backend, status, bytes_out, bytes_in, timing, end, retries, termination = record[3:11]
                 listener, service, seconds = record[13], record[12], duration(timing, end)
-            elif type(record) is RequestRecord:
-                backend, status = record.backend, record.status
-                bytes_out, bytes_in = record.bytes_sent, record.bytes_received
-                listener, service, seconds = record.listener, record.service, record.seconds
-                retries, termination = record.retries, record.termination
             else:  # a TCP connection: no status, no latency
-                assert isinstance(record, ConnectionRecord)
                 backend, status, bytes_out, bytes_in = record.backend, 0, record.bytes_out, record.bytes_in
                 listener, service, seconds = record.listener, record.service, -1.0
                 retries, termination = record.retries, record.termination
